@@ -1,0 +1,24 @@
+// First start on an empty embedded database: create a default organization and user and
+// leave one API key in a file only the owner can read, so `npm start` is usable at once.
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import type { Clock } from "./clock.js";
+import { sql, type Database } from "./db/database.js";
+import { issueApiKey } from "./domain/accounts.js";
+import { IdentityStore } from "./store/identity-store.js";
+
+export const INITIAL_API_KEY_FILE = "initial-api-key";
+
+/** Returns the path of the key file it wrote, or undefined when the database already had organizations. */
+export async function bootstrapEmptyDatabase(db: Database, dataDir: string, clock: Clock): Promise<string | undefined> {
+  const { rows } = await db.query<{ empty: boolean }>(sql("org_none", "SELECT NOT EXISTS (SELECT 1 FROM organizations) AS empty"));
+  if (!rows[0]?.empty) return undefined;
+  const issued = await issueApiKey(new IdentityStore(db), clock, {
+    organizationSlug: "default",
+    userEmail: "admin@localhost",
+    description: "initial key",
+  });
+  const path = join(dataDir, INITIAL_API_KEY_FILE);
+  writeFileSync(path, `${issued.apiKey}\n`, { mode: 0o600 });
+  return path;
+}

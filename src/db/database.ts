@@ -1,0 +1,214 @@
+// One small interface over the two PostgreSQL back ends we support: a `pg` pool against a
+// real server, and the embedded PGlite (PostgreSQL compiled to WASM) for zero-setup runs.
+// Both execute the same SQL; stores never see which one they talk to.
+import { mkdirSync } from "node:fs";
+import pg from "pg";
+import { PGlite } from "@electric-sql/pglite";
+
+/** A SQL statement with a stable name, so the pg driver prepares it once per connection. */
+export interface Statement {
+  readonly name: string;
+  readonly text: string;
+}
+
+export interface QueryResult<Row> {
+  rows: Row[];
+  rowCount: number;
+}
+
+export interface Queryable {
+  query<Row = Record<string, unknown>>(statement: Statement | string, values?: readonly unknown[]): Promise<QueryResult<Row>>;
+  /** Runs a script of several statements without parameters (migrations). */
+  exec(script: string): Promise<void>;
+}
+
+export interface Database extends Queryable {
+  readonly kind: "postgres" | "embedded";
+  /** Runs fn inside BEGIN/COMMIT on one connection; rolls back when fn throws. */
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
+  /** Runs fn on one dedicated connection (for session-level advisory locks). */
+  withConnection<T>(fn: (conn: Queryable) => Promise<T>): Promise<T>;
+  /** Pool counters for readiness and metrics. */
+  poolStats(): { total: number; idle: number; waiting: number };
+  close(): Promise<void>;
+}
+
+/** Declares a named statement; keeps SQL and its prepared-statement name side by side. */
+export function sql(name: string, text: string): Statement {
+  return { name, text };
+}
+
+// Timestamps, uuids and bytea parse the same in both drivers; bigint (int8) would not,
+// so our SQL never returns one.
+
+class PostgresDatabase implements Database {
+  readonly kind = "postgres" as const;
+  private readonly pool: pg.Pool;
+
+  constructor(connectionString: string, poolSize: number) {
+    this.pool = new pg.Pool({
+      connectionString,
+      max: poolSize,
+      // Fail fast while the database is unreachable instead of queueing requests for long.
+      connectionTimeoutMillis: 3_000,
+      idleTimeoutMillis: 30_000,
+      keepAlive: true,
+      application_name: "runner-control-plane",
+    });
+    // An idle client that loses its connection emits 'error' on the pool; without a listener
+    // Node would crash the process. The pool drops the client and a later query reconnects.
+    this.pool.on("error", () => {});
+  }
+
+  async query<Row>(statement: Statement | string, values?: readonly unknown[]): Promise<QueryResult<Row>> {
+    const result =
+      typeof statement === "string"
+        ? await this.pool.query(statement, values as unknown[] | undefined)
+        : await this.pool.query({ name: statement.name, text: statement.text, values: values as unknown[] | undefined });
+    return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
+  }
+
+  async exec(script: string): Promise<void> {
+    await this.pool.query(script);
+  }
+
+  async withConnection<T>(fn: (conn: Queryable) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: Error | undefined;
+    try {
+      return await fn(clientQueryable(client));
+    } catch (err) {
+      if (isConnectionError(err)) broken = err as Error;
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.withConnection(async (conn) => {
+      await conn.query("BEGIN");
+      try {
+        const result = await fn(conn);
+        await conn.query("COMMIT");
+        return result;
+      } catch (err) {
+        await conn.query("ROLLBACK").catch(() => {});
+        throw err;
+      }
+    });
+  }
+
+  poolStats() {
+    return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
+  }
+
+  close(): Promise<void> {
+    return this.pool.end();
+  }
+}
+
+function clientQueryable(client: pg.PoolClient): Queryable {
+  return {
+    async query<Row>(statement: Statement | string, values?: readonly unknown[]) {
+      const result =
+        typeof statement === "string"
+          ? await client.query(statement, values as unknown[] | undefined)
+          : await client.query({ name: statement.name, text: statement.text, values: values as unknown[] | undefined });
+      return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
+    },
+    async exec(script: string) {
+      await client.query(script);
+    },
+  };
+}
+
+class EmbeddedDatabase implements Database {
+  readonly kind = "embedded" as const;
+  private inFlight = 0;
+
+  constructor(private readonly db: PGlite) {}
+
+  private async track<T>(work: () => Promise<T>): Promise<T> {
+    this.inFlight++;
+    try {
+      return await work();
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  query<Row>(statement: Statement | string, values?: readonly unknown[]): Promise<QueryResult<Row>> {
+    const text = typeof statement === "string" ? statement : statement.text;
+    return this.track(async () => {
+      const result = await this.db.query<Row>(text, values as unknown[] | undefined);
+      return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+    });
+  }
+
+  async exec(script: string): Promise<void> {
+    await this.track(() => this.db.exec(script));
+  }
+
+  transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
+    return this.track(() =>
+      this.db.transaction((tx) =>
+        fn({
+          async query<Row>(statement: Statement | string, values?: readonly unknown[]) {
+            const text = typeof statement === "string" ? statement : statement.text;
+            const result = await tx.query<Row>(text, values as unknown[] | undefined);
+            return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+          },
+          async exec(script: string) {
+            await tx.exec(script);
+          },
+        }),
+      ),
+    );
+  }
+
+  // PGlite is a single in-process session: every caller already has it to itself per query.
+  withConnection<T>(fn: (conn: Queryable) => Promise<T>): Promise<T> {
+    return fn(this);
+  }
+
+  poolStats() {
+    return { total: 1, idle: this.inFlight === 0 ? 1 : 0, waiting: Math.max(0, this.inFlight - 1) };
+  }
+
+  close(): Promise<void> {
+    return this.db.close();
+  }
+}
+
+export interface DatabaseOptions {
+  databaseUrl: string | undefined;
+  /** Directory of the embedded database; undefined keeps it in memory (tests). */
+  dataDir: string | undefined;
+  poolSize: number;
+}
+
+export async function openDatabase(options: DatabaseOptions): Promise<Database> {
+  if (options.databaseUrl) return new PostgresDatabase(options.databaseUrl, options.poolSize);
+  if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true });
+  const db = options.dataDir === undefined ? new PGlite() : new PGlite(options.dataDir);
+  await db.waitReady;
+  return new EmbeddedDatabase(db);
+}
+
+const unavailableSqlStates = new Set([
+  "08000", "08001", "08003", "08004", "08006", "08P01", // connection exceptions
+  "57P01", "57P02", "57P03", // admin/crash shutdown, cannot connect now
+  "53300", // too many connections
+]);
+const unavailableErrnos = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH"]);
+
+/** True when the error means "the database cannot be reached right now" rather than a bug. */
+export function isConnectionError(err: unknown): boolean {
+  if (!(err instanceof Error)) return false;
+  const code = (err as { code?: unknown }).code;
+  if (typeof code === "string" && (unavailableSqlStates.has(code) || unavailableErrnos.has(code))) return true;
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connection (is )?closed/i.test(
+    err.message,
+  );
+}

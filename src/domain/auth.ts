@@ -1,0 +1,67 @@
+// Who is calling: a user (API key) or a runner process (runner access token).
+import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
+import { bearerToken, hashToken, hashesEqual, tokenKindOf } from "./tokens.js";
+import { permissionDenied } from "./errors.js";
+import type { IdentityStore } from "../store/identity-store.js";
+import type { RunnerStore } from "../store/runner-store.js";
+
+export type Caller =
+  | { kind: "user"; userId: string; organizationId: string; organizationTier: string }
+  | { kind: "runner"; runnerId: string; organizationId: string };
+
+export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });
+
+// One message for every failure, so a probe cannot tell a malformed key from a revoked one.
+const unauthenticated = () =>
+  new ConnectError("missing or invalid credentials: send Authorization: Bearer <API key or runner access token>", Code.Unauthenticated);
+
+export class Authenticator {
+  constructor(
+    private readonly identities: IdentityStore,
+    private readonly runners: RunnerStore,
+  ) {}
+
+  async authenticate(authorization: string | null): Promise<Caller> {
+    const token = bearerToken(authorization);
+    const kind = token === undefined ? undefined : tokenKindOf(token);
+    if (token === undefined || kind === undefined) throw unauthenticated();
+    const hash = hashToken(token);
+    if (kind === "apiKey") {
+      const user = await this.identities.userByApiKeyHash(hash);
+      if (!user || !hashesEqual(user.tokenHash, hash)) throw unauthenticated();
+      return { kind: "user", userId: user.userId, organizationId: user.organizationId, organizationTier: user.organizationTier };
+    }
+    if (kind === "runnerAccess") {
+      const runner = await this.runners.runnerByAccessTokenHash(hash);
+      if (!runner || !hashesEqual(runner.tokenHash, hash)) throw unauthenticated();
+      return { kind: "runner", runnerId: runner.runnerId, organizationId: runner.organizationId };
+    }
+    // An exchange token is only good for IdentityService.ExchangeToken.
+    throw unauthenticated();
+  }
+}
+
+export function callerOf(ctx: HandlerContext): Caller {
+  const caller = ctx.values.get(callerKey);
+  if (!caller) throw unauthenticated();
+  return caller;
+}
+
+export function requireUser(ctx: HandlerContext): Extract<Caller, { kind: "user" }> {
+  const caller = callerOf(ctx);
+  if (caller.kind !== "user") throw permissionDenied("runner access tokens cannot call this method; use a user API key");
+  return caller;
+}
+
+export function requireRunner(ctx: HandlerContext): Extract<Caller, { kind: "runner" }> {
+  const caller = callerOf(ctx);
+  if (caller.kind !== "runner") throw permissionDenied("this method is for runner processes; use a runner access token");
+  return caller;
+}
+
+/** The calling runner, which may only act on itself. */
+export function requireRunnerSelf(ctx: HandlerContext, runnerId: string): Extract<Caller, { kind: "runner" }> {
+  const caller = requireRunner(ctx);
+  if (runnerId.toLowerCase() !== caller.runnerId) throw permissionDenied("a runner may only act on itself");
+  return caller;
+}

@@ -1,0 +1,149 @@
+// The runner use cases: what each RPC does, independent of transport and of SQL.
+import { randomUUID } from "node:crypto";
+import { toJson } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  GatewayInfoSchema,
+  type ListRunnersRequest,
+  type Runner,
+  type UpdateRunnerRequest,
+} from "../../gen/gitpod/v1/runner_pb.js";
+import type { SignupRequest, UpdateRunnerStatusRequest } from "../../gen/gitpod/v1/runner_interaction_pb.js";
+import type { Clock } from "../clock.js";
+import type { ListFilter, RunnerStore, StatusPatch } from "../store/runner-store.js";
+import { failedPrecondition, notFound } from "./errors.js";
+import type { PageTokenCodec } from "./page-token.js";
+import {
+  EXCHANGE_TOKEN_TTL_MS,
+  newRunnerFrom,
+  rowOfNewRunner,
+  runnerMessage,
+  specPatchFrom,
+  type LivenessPolicy,
+} from "./runners.js";
+import { generateToken, hashToken, tokenKindOf } from "./tokens.js";
+
+export const DEFAULT_PAGE_SIZE = 25;
+export const MAX_PAGE_SIZE = 100;
+
+const invalidExchangeToken = () =>
+  new ConnectError("exchange token is not valid: it is unknown, expired or already used", Code.Unauthenticated);
+
+export class RunnerRegistry {
+  constructor(
+    private readonly store: RunnerStore,
+    private readonly clock: Clock,
+    private readonly liveness: LivenessPolicy,
+    private readonly pageTokens: PageTokenCodec,
+  ) {}
+
+  async create(
+    user: { userId: string; organizationId: string },
+    request: Parameters<typeof newRunnerFrom>[0],
+  ): Promise<{ runner: Runner; exchangeToken: string }> {
+    const now = this.clock.now();
+    const runner = newRunnerFrom(request, { runnerId: randomUUID(), organizationId: user.organizationId, creatorId: user.userId }, now);
+    const exchangeToken = generateToken("exchange");
+    await this.store.insertWithExchangeToken(runner, hashToken(exchangeToken), new Date(now.getTime() + EXCHANGE_TOKEN_TTL_MS));
+    return { runner: runnerMessage(rowOfNewRunner(runner), now, this.liveness), exchangeToken };
+  }
+
+  async get(organizationId: string, runnerId: string): Promise<Runner> {
+    const row = await this.store.get(organizationId, runnerId);
+    if (!row) throw notFound(`runner ${runnerId}`);
+    return runnerMessage(row, this.clock.now(), this.liveness);
+  }
+
+  async list(organizationId: string, request: ListRunnersRequest): Promise<{ runners: Runner[]; nextToken: string }> {
+    const filter: ListFilter = {
+      kinds: request.filter?.kinds ?? [],
+      providers: request.filter?.providers ?? [],
+      creatorIds: request.filter?.creatorIds ?? [],
+    };
+    const pageSize = request.pagination?.pageSize || DEFAULT_PAGE_SIZE;
+    const token = request.pagination?.token ?? "";
+    const after = token === "" ? undefined : this.pageTokens.decode(token, filter);
+    // One extra row tells whether another page exists, so the last page has no next token.
+    const rows = await this.store.list(organizationId, filter, after, pageSize + 1);
+    const page = rows.slice(0, pageSize);
+    const last = page[page.length - 1];
+    const nextToken = rows.length > pageSize && last ? this.pageTokens.encode({ createdAt: last.createdAt, id: last.id }, filter) : "";
+    const now = this.clock.now();
+    return { runners: page.map((row) => runnerMessage(row, now, this.liveness)), nextToken };
+  }
+
+  async update(organizationId: string, request: UpdateRunnerRequest): Promise<void> {
+    const patch = specPatchFrom(request);
+    if (await this.store.update(organizationId, request.runnerId, patch, this.clock.now())) return;
+    const existing = await this.store.existing(organizationId, request.runnerId);
+    if (!existing || existing.deleted) throw notFound(`runner ${request.runnerId}`);
+    // The only way a live runner is not updated: desired_phase on a runner that is not LOCAL_CONFIGURATION.
+    throw failedPrecondition("spec.desired_phase: can only be changed on the organization's RUNNER_KIND_LOCAL_CONFIGURATION runner");
+  }
+
+  async delete(organizationId: string, runnerId: string): Promise<void> {
+    if (await this.store.markDeleted(organizationId, runnerId, this.clock.now())) return;
+    const existing = await this.store.existing(organizationId, runnerId);
+    if (!existing) throw notFound(`runner ${runnerId}`);
+    throw failedPrecondition("the RUNNER_KIND_LOCAL_CONFIGURATION runner belongs to the organization and cannot be deleted");
+  }
+
+  async createExchangeToken(organizationId: string, runnerId: string): Promise<string> {
+    const now = this.clock.now();
+    const exchangeToken = generateToken("exchange");
+    const expiresAt = new Date(now.getTime() + EXCHANGE_TOKEN_TTL_MS);
+    if (await this.store.insertExchangeToken(organizationId, runnerId, hashToken(exchangeToken), now, expiresAt)) return exchangeToken;
+    const existing = await this.store.existing(organizationId, runnerId);
+    if (!existing || existing.deleted) throw notFound(`runner ${runnerId}`);
+    throw failedPrecondition("the RUNNER_KIND_LOCAL_CONFIGURATION runner is not a process and has no credentials");
+  }
+
+  /** Trades a one-time exchange token for a new runner access token. */
+  async exchange(exchangeToken: string): Promise<string> {
+    if (tokenKindOf(exchangeToken) !== "exchange") throw invalidExchangeToken();
+    const accessToken = generateToken("runnerAccess");
+    const runnerId = await this.store.exchange(hashToken(exchangeToken), hashToken(accessToken), this.clock.now());
+    if (!runnerId) throw invalidExchangeToken();
+    return accessToken;
+  }
+
+  async signup(runnerId: string, request: SignupRequest): Promise<void> {
+    const environmentClasses = request.environmentClasses.map((environmentClass) => ({
+      id: environmentClass.id || randomUUID(),
+      runnerId,
+      displayName: environmentClass.displayName,
+      description: environmentClass.description,
+      configuration: environmentClass.configuration.map(({ key, value }) => ({ key, value })),
+      enabled: environmentClass.enabled,
+    }));
+    if (!(await this.store.signup(runnerId, request.publicKey, environmentClasses, this.clock.now()))) {
+      throw notFound(`runner ${runnerId}`);
+    }
+  }
+
+  async heartbeat(runnerId: string): Promise<void> {
+    const accepted = await this.store.markActive([runnerId], this.clock.now());
+    if (!accepted.has(runnerId)) throw this.notSignedUp(runnerId);
+  }
+
+  async updateStatus(runnerId: string, request: UpdateRunnerStatusRequest): Promise<void> {
+    const patch: StatusPatch = {
+      version: request.version,
+      systemDetails: request.systemDetails,
+      logUrl: request.logUrl,
+      degradationMessage: request.degredationMessage,
+      region: request.region,
+      llmUrl: request.llmUrl,
+      supportBundleUrl: request.supportBundleUrl,
+      // An empty list leaves capabilities alone; [UNSPECIFIED] is the documented way to clear them.
+      capabilities: request.capabilities.length > 0 ? request.capabilities.filter((capability) => capability !== 0) : undefined,
+      gatewayInfo: request.gatewayInfo ? toJson(GatewayInfoSchema, request.gatewayInfo) : undefined,
+      additionalInfo: request.additionalInfo.map(({ key, value }) => ({ key, value })),
+    };
+    if (!(await this.store.updateStatus(runnerId, patch, this.clock.now()))) throw this.notSignedUp(runnerId);
+  }
+
+  private notSignedUp(runnerId: string): ConnectError {
+    return failedPrecondition(`runner ${runnerId} has not signed up yet: call Signup first`);
+  }
+}

@@ -1,0 +1,80 @@
+// One cleartext port for HTTP/1.1 and HTTP/2 with prior knowledge (h2c). Node cannot do
+// both on one socket by itself (allowHTTP1 needs TLS/ALPN), so a net.Server peeks at the
+// first bytes: the HTTP/2 connection preface goes to an http2 server, anything else to an
+// http server. Both hand requests to the same Fastify handler.
+import * as http from "node:http";
+import * as http2 from "node:http2";
+import * as net from "node:net";
+
+const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+type Handler = (req: any, res: any) => void;
+
+export interface DualServerTimeouts {
+  /** Time to receive a request's headers (slow-loris guard). */
+  headersTimeoutMs: number;
+  /** Time to receive a whole HTTP/1.1 request, body included. */
+  requestTimeoutMs: number;
+  /** Idle time after which a keep-alive connection or h2 session is closed. */
+  idleTimeoutMs: number;
+}
+
+export type DualServer = net.Server & {
+  closeIdleConnections(): void;
+  closeHttp2Sessions(): void;
+  closeAllConnections(): void;
+};
+
+export function createDualServer(handler: Handler, timeouts: DualServerTimeouts): DualServer {
+  const h1 = http.createServer({ requestTimeout: timeouts.requestTimeoutMs, headersTimeout: timeouts.headersTimeoutMs }, handler);
+  h1.keepAliveTimeout = timeouts.idleTimeoutMs;
+  h1.timeout = timeouts.idleTimeoutMs * 2;
+
+  const h2 = http2.createServer({}, handler);
+  const sessions = new Set<http2.Http2Session>();
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    session.setTimeout(timeouts.idleTimeoutMs, () => session.close());
+  });
+
+  const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
+    let head = Buffer.alloc(0);
+    // A client that connects and sends nothing must not hold a socket forever.
+    socket.setTimeout(timeouts.headersTimeoutMs, () => socket.destroy());
+    const onReadable = () => {
+      for (let chunk: Buffer | null; (chunk = socket.read()) !== null; ) head = Buffer.concat([head, chunk]);
+      const n = Math.min(head.length, H2_PREFACE.length);
+      const looksH2 = head.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
+      if (looksH2 && head.length < H2_PREFACE.length) {
+        if (socket.readableEnded) socket.destroy();
+        return; // not decided yet: wait for more bytes
+      }
+      socket.off("readable", onReadable);
+      socket.setTimeout(0);
+      socket.unshift(head);
+      (looksH2 ? h2 : h1).emit("connection", socket);
+    };
+    socket.on("readable", onReadable);
+    socket.on("error", () => socket.destroy());
+  });
+
+  // http.Server starts its connection tracking (idle/timeouts) on its own 'listening' event.
+  server.on("listening", () => h1.emit("listening"));
+  server.on("close", () => {
+    h1.close();
+    h2.close();
+  });
+  return Object.assign(server, {
+    closeIdleConnections: () => h1.closeIdleConnections(),
+    // Fastify calls this on close; without it idle h2 sessions keep close() waiting.
+    closeHttp2Sessions: () => {
+      for (const session of sessions) session.close();
+    },
+    closeAllConnections: () => {
+      h1.closeAllConnections();
+      for (const session of sessions) session.destroy();
+    },
+  });
+}

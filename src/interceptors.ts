@@ -1,0 +1,85 @@
+// Cross-cutting behaviour of every RPC, outermost first: observe (log + hide internals),
+// authenticate, fold SDK query parameters into list requests, validate.
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import { createValidateInterceptor } from "@connectrpc/validate";
+import type { FastifyBaseLogger } from "fastify";
+import { isConnectionError } from "./db/database.js";
+import { type Authenticator, callerKey } from "./domain/auth.js";
+import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
+import { PaginationRequestSchema, type PaginationRequest } from "../gen/gitpod/v1/pagination_pb.js";
+import { create } from "@bufbuild/protobuf";
+
+export const requestIdKey = createContextKey<string>("", { description: "request id" });
+export const loggerKey = createContextKey<FastifyBaseLogger | undefined>(undefined, { description: "request logger" });
+
+/** One log line per RPC; unexpected errors are logged once and answered without internals. */
+export function observeInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    const started = performance.now();
+    const log = req.contextValues.get(loggerKey);
+    const procedure = `${req.service.typeName}/${req.method.name}`;
+    try {
+      const res = await next(req);
+      log?.info({ procedure, protocol: req.header.get("content-type"), code: "ok", ms: elapsed(started) }, "rpc");
+      return res;
+    } catch (err) {
+      const error = toPublicError(err);
+      const fields = { procedure, code: Code[error.code], ms: elapsed(started), message: error.rawMessage };
+      if (error.code === Code.Internal) log?.error({ ...fields, err }, "rpc failed unexpectedly");
+      else if (error.code === Code.Unavailable) log?.warn({ ...fields, cause: (err as Error).message }, "rpc");
+      else log?.info(fields, "rpc");
+      throw error;
+    }
+  };
+}
+
+function elapsed(started: number): number {
+  return Math.round((performance.now() - started) * 1000) / 1000;
+}
+
+function toPublicError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (isConnectionError(err)) return new ConnectError("the database is unavailable, retry later", Code.Unavailable);
+  return new ConnectError("internal error", Code.Internal);
+}
+
+// Methods that authenticate by their request body rather than the Authorization header.
+const publicMethods = new Set([`${IdentityService.typeName}/${IdentityService.method.exchangeToken.name}`]);
+
+export function authInterceptor(authenticator: Authenticator): Interceptor {
+  return (next) => async (req) => {
+    if (!publicMethods.has(`${req.service.typeName}/${req.method.name}`)) {
+      req.contextValues.set(callerKey, await authenticator.authenticate(req.header.get("authorization")));
+    }
+    return next(req);
+  };
+}
+
+/**
+ * The official (Stainless) SDKs send list paging as query parameters on the POST
+ * (`?token=…&pageSize=…`). Fold them into `pagination` when the body leaves them unset.
+ */
+export function paginationQueryInterceptor(): Interceptor {
+  return (next) => async (req) => {
+    if (req.stream || !req.url.includes("?")) return next(req);
+    const message = req.message as { pagination?: PaginationRequest };
+    if (!req.method.input.fields.some((field) => field.localName === "pagination")) return next(req);
+    const query = new URL(req.url).searchParams;
+    const token = query.get("token");
+    const pageSize = query.get("pageSize") ?? query.get("page_size");
+    if (token === null && pageSize === null) return next(req);
+    const pagination = (message.pagination ??= create(PaginationRequestSchema));
+    if (token !== null && pagination.token === "") pagination.token = token;
+    if (pageSize !== null && pagination.pageSize === 0) {
+      if (!/^\d{1,9}$/.test(pageSize)) {
+        throw new ConnectError("pagination.page_size: query parameter pageSize must be a whole number", Code.InvalidArgument);
+      }
+      pagination.pageSize = Number(pageSize);
+    }
+    return next(req);
+  };
+}
+
+export function validateInterceptor(): Interceptor {
+  return createValidateInterceptor();
+}

@@ -1,0 +1,391 @@
+// All SQL for the runner aggregate: the runner row, its spec and reported status, and its
+// exchange and access tokens. Every write is a single statement (atomic on its own) unless
+// it has to read before it writes; none of them lose a concurrent change to another field.
+import { randomUUID } from "node:crypto";
+import { sql, type Database, type Queryable } from "../db/database.js";
+
+/** Enum numbers as stored; they are the gitpod.v1 wire values. */
+const KIND_LOCAL_CONFIGURATION = 3;
+const PHASE_ACTIVE = 3;
+const PRINCIPAL_UNSPECIFIED = 0;
+
+export interface RunnerSpecColumns {
+  desiredPhase: number;
+  variant: number;
+  region: string;
+  releaseChannel: number;
+  autoUpdate: boolean;
+  logLevel: number;
+  devcontainerImageCacheEnabled: boolean;
+  continuousProfiling: boolean;
+  updateWindowStart: number | null;
+  updateWindowEnd: number | null;
+  metricsEnabled: boolean;
+  metricsUrl: string;
+  metricsUsername: string;
+  metricsPassword: string;
+  metricsManagedEnabled: boolean;
+  metricsIncludeVerbose: boolean;
+}
+
+export interface StoredFieldValue {
+  key: string;
+  value: string;
+}
+
+export interface RunnerRow extends RunnerSpecColumns {
+  id: string;
+  organizationId: string;
+  creatorId: string | null;
+  creatorPrincipal: number;
+  name: string;
+  kind: number;
+  provider: number;
+  runnerManagerId: string | null;
+  createdAt: Date;
+  updatedAt: Date;
+  publicKey: Uint8Array | null;
+  signedUpAt: Date | null;
+  lastActiveAt: Date | null;
+  statusReportedAt: Date | null;
+  statusVersion: string;
+  statusSystemDetails: string;
+  statusLogUrl: string;
+  statusRegion: string;
+  statusLlmUrl: string;
+  statusSupportBundleUrl: string;
+  degradationMessage: string;
+  additionalInfo: StoredFieldValue[];
+  capabilities: number[];
+  gatewayInfo: unknown;
+}
+
+export interface NewRunner extends RunnerSpecColumns {
+  id: string;
+  organizationId: string;
+  creatorId: string;
+  creatorPrincipal: number;
+  name: string;
+  kind: number;
+  provider: number;
+  runnerManagerId: string | null;
+  createdAt: Date;
+}
+
+/** A presence-based patch: undefined leaves a column alone. */
+export type RunnerSpecPatch = {
+  name?: string;
+  desiredPhase?: number;
+  releaseChannel?: number;
+  autoUpdate?: boolean;
+  logLevel?: number;
+  devcontainerImageCacheEnabled?: boolean;
+  continuousProfiling?: boolean;
+  /** null clears the window; an object replaces it. */
+  updateWindow?: { start: number; end: number } | null;
+  metricsEnabled?: boolean;
+  metricsUrl?: string;
+  metricsUsername?: string;
+  metricsPassword?: string;
+  metricsManagedEnabled?: boolean;
+  metricsIncludeVerbose?: boolean;
+  honeycombApiKey?: string;
+};
+
+export interface StatusPatch {
+  version?: string;
+  systemDetails?: string;
+  logUrl?: string;
+  degradationMessage?: string;
+  region?: string;
+  llmUrl?: string;
+  supportBundleUrl?: string;
+  capabilities?: number[];
+  gatewayInfo?: unknown;
+  /** Applied in order: a value sets the key, undefined or "" removes it. */
+  additionalInfo?: { key: string; value: string | undefined }[];
+}
+
+export interface ListFilter {
+  kinds: number[];
+  providers: number[];
+  creatorIds: string[];
+}
+
+export interface ListCursor {
+  createdAt: Date;
+  id: string;
+}
+
+const RUNNER_COLUMNS = `
+  id, organization_id AS "organizationId", creator_id AS "creatorId", creator_principal AS "creatorPrincipal",
+  name, kind, provider, runner_manager_id AS "runnerManagerId", created_at AS "createdAt", updated_at AS "updatedAt",
+  desired_phase AS "desiredPhase", variant, region, release_channel AS "releaseChannel", auto_update AS "autoUpdate",
+  log_level AS "logLevel", devcontainer_image_cache_enabled AS "devcontainerImageCacheEnabled",
+  continuous_profiling AS "continuousProfiling", update_window_start AS "updateWindowStart",
+  update_window_end AS "updateWindowEnd", metrics_enabled AS "metricsEnabled", metrics_url AS "metricsUrl",
+  metrics_username AS "metricsUsername", metrics_password AS "metricsPassword",
+  metrics_managed_enabled AS "metricsManagedEnabled", metrics_include_verbose AS "metricsIncludeVerbose",
+  public_key AS "publicKey", signed_up_at AS "signedUpAt", last_active_at AS "lastActiveAt",
+  status_reported_at AS "statusReportedAt", status_version AS "statusVersion",
+  status_system_details AS "statusSystemDetails", status_log_url AS "statusLogUrl", status_region AS "statusRegion",
+  status_llm_url AS "statusLlmUrl", status_support_bundle_url AS "statusSupportBundleUrl",
+  degradation_message AS "degradationMessage", additional_info AS "additionalInfo", capabilities,
+  gateway_info AS "gatewayInfo"`;
+
+const INSERT_RUNNER_COLUMNS = `id, organization_id, creator_id, creator_principal, name, kind, provider, runner_manager_id,
+  created_at, updated_at, desired_phase, variant, region, release_channel, auto_update, log_level,
+  devcontainer_image_cache_enabled, continuous_profiling, update_window_start, update_window_end,
+  metrics_enabled, metrics_url, metrics_username, metrics_password, metrics_managed_enabled, metrics_include_verbose`;
+
+const q = {
+  // One statement, so the runner and its first exchange token commit together in one round trip.
+  insertRunnerWithToken: sql(
+    "runner_insert_with_token",
+    `WITH runner AS (
+       INSERT INTO runners (${INSERT_RUNNER_COLUMNS})
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
+       RETURNING id
+     )
+     INSERT INTO runner_exchange_tokens (token_hash, runner_id, created_at, expires_at)
+     SELECT $26, id, $9, $27 FROM runner`,
+  ),
+  insertLocalConfiguration: sql(
+    "runner_insert_local_configuration",
+    `INSERT INTO runners (id, organization_id, creator_principal, name, kind, provider, created_at, updated_at, desired_phase)
+     VALUES ($1, $2, ${PRINCIPAL_UNSPECIFIED}, 'Local configuration', ${KIND_LOCAL_CONFIGURATION}, 0, $3, $3, ${PHASE_ACTIVE})
+     ON CONFLICT DO NOTHING`,
+  ),
+  get: sql(
+    "runner_get",
+    `SELECT ${RUNNER_COLUMNS} FROM runners WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL`,
+  ),
+  kindOf: sql("runner_kind", "SELECT kind, deleted_at IS NOT NULL AS deleted FROM runners WHERE id = $1 AND organization_id = $2"),
+  list: sql(
+    "runner_list",
+    `SELECT ${RUNNER_COLUMNS} FROM runners
+      WHERE organization_id = $1 AND deleted_at IS NULL
+        AND (cardinality($2::smallint[]) = 0 OR kind = ANY($2::smallint[]))
+        AND (cardinality($3::smallint[]) = 0 OR provider = ANY($3::smallint[]))
+        AND (cardinality($4::uuid[]) = 0 OR creator_id = ANY($4::uuid[]))
+        AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::uuid))
+      ORDER BY created_at DESC, id DESC
+      LIMIT $7`,
+  ),
+  // Each column changes only when its parameter is not null, so concurrent patches of
+  // different fields both survive without a read-modify-write.
+  update: sql(
+    "runner_update",
+    `UPDATE runners SET
+       name = COALESCE($3, name),
+       desired_phase = COALESCE($4, desired_phase),
+       release_channel = COALESCE($5, release_channel),
+       auto_update = COALESCE($6, auto_update),
+       log_level = COALESCE($7, log_level),
+       devcontainer_image_cache_enabled = COALESCE($8, devcontainer_image_cache_enabled),
+       continuous_profiling = COALESCE($9, continuous_profiling),
+       update_window_start = CASE WHEN $10::boolean THEN $11::smallint ELSE update_window_start END,
+       update_window_end = CASE WHEN $10::boolean THEN $12::smallint ELSE update_window_end END,
+       metrics_enabled = COALESCE($13, metrics_enabled),
+       metrics_url = COALESCE($14, metrics_url),
+       metrics_username = COALESCE($15, metrics_username),
+       metrics_password = COALESCE($16, metrics_password),
+       metrics_managed_enabled = COALESCE($17, metrics_managed_enabled),
+       metrics_include_verbose = COALESCE($18, metrics_include_verbose),
+       honeycomb_api_key = COALESCE($19, honeycomb_api_key),
+       updated_at = GREATEST($20, updated_at)
+     WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL
+       AND ($4::smallint IS NULL OR kind = ${KIND_LOCAL_CONFIGURATION})
+     RETURNING id`,
+  ),
+  delete: sql(
+    "runner_delete",
+    `UPDATE runners SET deleted_at = COALESCE(deleted_at, $3)
+      WHERE id = $1 AND organization_id = $2 AND kind <> ${KIND_LOCAL_CONFIGURATION}
+      RETURNING id`,
+  ),
+  insertExchangeToken: sql(
+    "runner_exchange_token_insert",
+    `INSERT INTO runner_exchange_tokens (token_hash, runner_id, created_at, expires_at)
+     SELECT $3, id, $4, $5 FROM runners
+      WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL AND kind <> ${KIND_LOCAL_CONFIGURATION}
+     RETURNING runner_id`,
+  ),
+  // The conditional UPDATE is the whole race: concurrent callers queue on the token's row
+  // lock and re-check used_at after the winner commits, so exactly one gets a row back.
+  exchange: sql(
+    "runner_exchange",
+    `WITH used AS (
+       UPDATE runner_exchange_tokens t SET used_at = $2
+         FROM runners r
+        WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.expires_at > $2
+          AND r.id = t.runner_id AND r.deleted_at IS NULL
+        RETURNING t.runner_id
+     )
+     INSERT INTO runner_access_tokens (token_hash, runner_id, created_at)
+     SELECT $3, runner_id, $2 FROM used
+     RETURNING runner_id AS "runnerId"`,
+  ),
+  accessTokenByHash: sql(
+    "runner_access_token_by_hash",
+    `SELECT t.runner_id AS "runnerId", r.organization_id AS "organizationId", t.token_hash AS "tokenHash"
+       FROM runner_access_tokens t JOIN runners r ON r.id = t.runner_id
+      WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND r.deleted_at IS NULL`,
+  ),
+  signup: sql(
+    "runner_signup",
+    `UPDATE runners SET public_key = $2, environment_classes = $3::jsonb,
+            signed_up_at = $4, last_active_at = GREATEST($4, last_active_at),
+            status_reported_at = GREATEST($4, status_reported_at)
+      WHERE id = $1 AND deleted_at IS NULL
+      RETURNING id`,
+  ),
+  markActive: sql(
+    "runner_mark_active",
+    `UPDATE runners SET last_active_at = GREATEST($2, last_active_at)
+      WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL AND signed_up_at IS NOT NULL
+      RETURNING id`,
+  ),
+  additionalInfoForUpdate: sql(
+    "runner_additional_info_for_update",
+    `SELECT additional_info AS "additionalInfo" FROM runners WHERE id = $1 AND deleted_at IS NULL FOR UPDATE`,
+  ),
+  updateStatus: sql(
+    "runner_update_status",
+    `UPDATE runners SET
+       status_version = COALESCE($2, status_version),
+       status_system_details = COALESCE($3, status_system_details),
+       status_log_url = COALESCE($4, status_log_url),
+       degradation_message = COALESCE($5, degradation_message),
+       status_region = COALESCE($6, status_region),
+       status_llm_url = COALESCE($7, status_llm_url),
+       status_support_bundle_url = COALESCE($8, status_support_bundle_url),
+       capabilities = COALESCE($9::integer[], capabilities),
+       gateway_info = COALESCE($10::jsonb, gateway_info),
+       additional_info = COALESCE($11::jsonb, additional_info),
+       status_reported_at = GREATEST($12, status_reported_at),
+       last_active_at = GREATEST($12, last_active_at)
+     WHERE id = $1 AND deleted_at IS NULL AND signed_up_at IS NOT NULL
+     RETURNING id`,
+  ),
+};
+
+export function insertLocalConfigurationRunner(tx: Queryable, organizationId: string, now: Date): Promise<unknown> {
+  return tx.query(q.insertLocalConfiguration, [randomUUID(), organizationId, now]);
+}
+
+export type ExistingRunner = { kind: number; deleted: boolean } | undefined;
+
+function applyAdditionalInfo(current: StoredFieldValue[], updates: NonNullable<StatusPatch["additionalInfo"]>) {
+  const next = new Map(current.map((entry) => [entry.key, entry.value]));
+  for (const { key, value } of updates) {
+    if (value === undefined || value === "") next.delete(key);
+    else next.set(key, value);
+  }
+  return [...next].map(([key, value]) => ({ key, value }));
+}
+
+export class RunnerStore {
+  constructor(private readonly db: Database) {}
+
+  async insertWithExchangeToken(runner: NewRunner, tokenHash: Buffer, expiresAt: Date): Promise<void> {
+    await this.db.query(q.insertRunnerWithToken, [
+      runner.id, runner.organizationId, runner.creatorId, runner.creatorPrincipal, runner.name, runner.kind,
+      runner.provider, runner.runnerManagerId, runner.createdAt, runner.desiredPhase, runner.variant, runner.region,
+      runner.releaseChannel, runner.autoUpdate, runner.logLevel, runner.devcontainerImageCacheEnabled,
+      runner.continuousProfiling, runner.updateWindowStart, runner.updateWindowEnd, runner.metricsEnabled,
+      runner.metricsUrl, runner.metricsUsername, runner.metricsPassword, runner.metricsManagedEnabled,
+      runner.metricsIncludeVerbose, tokenHash, expiresAt,
+    ]);
+  }
+
+  async get(organizationId: string, runnerId: string): Promise<RunnerRow | undefined> {
+    const { rows } = await this.db.query<RunnerRow>(q.get, [runnerId, organizationId]);
+    return rows[0];
+  }
+
+  /** Kind and deletion state of a runner of this organization (for telling errors apart). */
+  async existing(organizationId: string, runnerId: string): Promise<ExistingRunner> {
+    const { rows } = await this.db.query<{ kind: number; deleted: boolean }>(q.kindOf, [runnerId, organizationId]);
+    return rows[0];
+  }
+
+  async list(organizationId: string, filter: ListFilter, after: ListCursor | undefined, limit: number): Promise<RunnerRow[]> {
+    const { rows } = await this.db.query<RunnerRow>(q.list, [
+      organizationId, filter.kinds, filter.providers, filter.creatorIds,
+      after?.createdAt ?? null, after?.id ?? null, limit,
+    ]);
+    return rows;
+  }
+
+  /** False when nothing matched: no such live runner, or desired_phase on a runner that is not LOCAL_CONFIGURATION. */
+  async update(organizationId: string, runnerId: string, patch: RunnerSpecPatch, now: Date): Promise<boolean> {
+    const orNull = <T>(value: T | undefined) => (value === undefined ? null : value);
+    const { rowCount } = await this.db.query(q.update, [
+      runnerId, organizationId, orNull(patch.name), orNull(patch.desiredPhase), orNull(patch.releaseChannel),
+      orNull(patch.autoUpdate), orNull(patch.logLevel), orNull(patch.devcontainerImageCacheEnabled),
+      orNull(patch.continuousProfiling), patch.updateWindow !== undefined, patch.updateWindow?.start ?? null,
+      patch.updateWindow?.end ?? null, orNull(patch.metricsEnabled), orNull(patch.metricsUrl),
+      orNull(patch.metricsUsername), orNull(patch.metricsPassword), orNull(patch.metricsManagedEnabled),
+      orNull(patch.metricsIncludeVerbose), orNull(patch.honeycombApiKey), now,
+    ]);
+    return rowCount === 1;
+  }
+
+  /** True when the runner is (now or already) deleted; false when it is not deletable or absent. */
+  async markDeleted(organizationId: string, runnerId: string, now: Date): Promise<boolean> {
+    const { rowCount } = await this.db.query(q.delete, [runnerId, organizationId, now]);
+    return rowCount === 1;
+  }
+
+  async insertExchangeToken(organizationId: string, runnerId: string, tokenHash: Buffer, now: Date, expiresAt: Date) {
+    const { rowCount } = await this.db.query(q.insertExchangeToken, [runnerId, organizationId, tokenHash, now, expiresAt]);
+    return rowCount === 1;
+  }
+
+  /** Consumes an exchange token and stores the access token; the runner id, or undefined when the token is not valid. */
+  async exchange(exchangeTokenHash: Buffer, accessTokenHash: Buffer, now: Date): Promise<string | undefined> {
+    const { rows } = await this.db.query<{ runnerId: string }>(q.exchange, [exchangeTokenHash, now, accessTokenHash]);
+    return rows[0]?.runnerId;
+  }
+
+  async runnerByAccessTokenHash(tokenHash: Buffer) {
+    const { rows } = await this.db.query<{ runnerId: string; organizationId: string; tokenHash: Uint8Array }>(
+      q.accessTokenByHash,
+      [tokenHash],
+    );
+    return rows[0];
+  }
+
+  async signup(runnerId: string, publicKey: Uint8Array, environmentClasses: unknown[], now: Date): Promise<boolean> {
+    const { rowCount } = await this.db.query(q.signup, [runnerId, publicKey, JSON.stringify(environmentClasses), now]);
+    return rowCount === 1;
+  }
+
+  /** Records a heartbeat for each id; returns the ids that exist, are live and have signed up. */
+  async markActive(runnerIds: string[], now: Date): Promise<Set<string>> {
+    const { rows } = await this.db.query<{ id: string }>(q.markActive, [runnerIds, now]);
+    return new Set(rows.map((row) => row.id));
+  }
+
+  async updateStatus(runnerId: string, patch: StatusPatch, now: Date): Promise<boolean> {
+    const run = async (conn: Queryable, additionalInfo: StoredFieldValue[] | null) => {
+      const orNull = <T>(value: T | undefined) => (value === undefined ? null : value);
+      const { rowCount } = await conn.query(q.updateStatus, [
+        runnerId, orNull(patch.version), orNull(patch.systemDetails), orNull(patch.logUrl),
+        orNull(patch.degradationMessage), orNull(patch.region), orNull(patch.llmUrl), orNull(patch.supportBundleUrl),
+        orNull(patch.capabilities), patch.gatewayInfo === undefined ? null : JSON.stringify(patch.gatewayInfo),
+        additionalInfo === null ? null : JSON.stringify(additionalInfo), now,
+      ]);
+      return rowCount === 1;
+    };
+    const updates = patch.additionalInfo;
+    if (!updates || updates.length === 0) return run(this.db, null);
+    // The key/value patch needs the current list; the row lock keeps concurrent reports in order.
+    return this.db.transaction(async (tx) => {
+      const { rows } = await tx.query<{ additionalInfo: StoredFieldValue[] }>(q.additionalInfoForUpdate, [runnerId]);
+      if (!rows[0]) return false;
+      return run(tx, applyAdditionalInfo(rows[0].additionalInfo, updates));
+    });
+  }
+}
