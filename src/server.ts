@@ -4,7 +4,7 @@ import { randomUUID } from "node:crypto";
 import type { Writable } from "node:stream";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { Code, ConnectError, createContextValues, type ConnectRouter } from "@connectrpc/connect";
-import { fastify, LogController, type FastifyInstance, type FastifyServerFactory } from "fastify";
+import { fastify, LogController, type FastifyInstance, type FastifyRequest, type FastifyServerFactory } from "fastify";
 import type { Config } from "./config.js";
 import { systemClock, type Clock } from "./clock.js";
 import type { Database } from "./db/database.js";
@@ -87,16 +87,20 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     router.service(RunnerInteractionService, runnerInteractionService(registry));
   };
 
-  await app.register(fastifyConnectPlugin, {
+  const connectOptions: Parameters<typeof fastifyConnectPlugin>[1] = {
     routes,
     interceptors: [observeInterceptor(), authInterceptor(authenticator), paginationQueryInterceptor(), validateInterceptor()],
-    contextValues: (request) => createContextValues().set(requestIdKey, request.id).set(loggerKey, request.log),
+    contextValues: (request: FastifyRequest) => createContextValues().set(requestIdKey, request.id).set(loggerKey, request.log),
     readMaxBytes: config.maxRequestBytes,
     maxTimeoutMs: config.maxTimeoutMs,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
     shutdownError: new ConnectError("the server is shutting down", Code.Unavailable),
     jsonOptions: { ignoreUnknownFields: true },
-  });
+  };
+  // Served at the root and under /api, so SDKs configured with the public base URL's
+  // path (https://app.gitpod.io/api) work unchanged against this host.
+  await app.register(fastifyConnectPlugin, connectOptions);
+  await app.register(fastifyConnectPlugin, { ...connectOptions, prefix: "/api" });
 
   app.get("/healthz", async () => ({ status: "ok" }));
   app.get("/readyz", async (_request, reply) => {

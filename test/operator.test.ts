@@ -1,0 +1,174 @@
+// What an operator runs: `npm start` on an empty data directory, the CLI, migrations.
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import pg from "pg";
+import { openDatabase } from "../src/db/database.js";
+import { migrate, readMigrations } from "../src/db/migrate.js";
+import { projectRoot } from "../src/paths.js";
+import { postJson, startServer, testDatabaseUrl, type TestServer } from "./harness.js";
+
+const tempDirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "rcp-test-"));
+  tempDirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function runNode(args: string[], env: Record<string, string>): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", ...args], {
+      cwd: projectRoot,
+      env: { ...process.env, DATABASE_URL: "", ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk) => (stdout += chunk));
+    child.stderr.on("data", (chunk) => (stderr += chunk));
+    child.on("error", reject);
+    child.on("close", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+
+const cli = (args: string[], env: Record<string, string>) => runNode(["src/cli.ts", ...args], env);
+
+/** Where the CLI should point: this run's PostgreSQL database, or a fresh embedded data directory. */
+function databaseEnv(): Record<string, string> {
+  const url = testDatabaseUrl();
+  return url ? { DATABASE_URL: url } : { DATA_DIR: tempDir() };
+}
+
+describe("npm start on an empty data directory", () => {
+  it("creates a default organization, leaves its API key in a 0600 file, serves it, and stops cleanly on SIGTERM", async () => {
+    const dataDir = tempDir();
+    const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+      cwd: projectRoot,
+      env: { ...process.env, DATABASE_URL: "", DATA_DIR: dataDir, PORT: "0", HOST: "127.0.0.1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    const port = await new Promise<number>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
+      const onData = (chunk: Buffer) => {
+        output += chunk;
+        const match = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
+        if (match && output.includes('"msg":"ready"')) {
+          clearTimeout(timer);
+          resolve(Number(match[1]));
+        }
+      };
+      child.stdout.on("data", onData);
+      child.stderr.on("data", onData);
+    });
+    const keyFile = join(dataDir, "initial-api-key");
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    const apiKey = readFileSync(keyFile, "utf8").trim();
+    expect(apiKey).toMatch(/^rcpk_/);
+    expect(output).toContain(keyFile);
+    expect(output).not.toContain(apiKey);
+
+    const response = await postJson({ baseUrl: `http://127.0.0.1:${port}` } as TestServer, "gitpod.v1.IdentityService/GetAuthenticatedIdentity", {}, {
+      authorization: `Bearer ${apiKey}`,
+    });
+    expect(response.status).toBe(200);
+    expect(response.body.subject.principal).toBe("PRINCIPAL_USER");
+
+    const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    child.kill("SIGTERM");
+    expect(await exit).toBe(0);
+    expect(output).not.toContain(apiKey);
+  });
+});
+
+describe("cli", () => {
+  it("creates an API key (last line of stdout), lists keys without secrets, and revokes", async () => {
+    const env = databaseEnv();
+    const created = await cli(["api-key", "create", "--org", "cli-org", "--user", "ops@example.com", "--description", "ci key"], env);
+    expect(created.code).toBe(0);
+    const apiKey = created.stdout.trim().split("\n").at(-1)!;
+    expect(apiKey).toMatch(/^rcpk_[0-9A-Za-z]{49}$/);
+
+    const listed = await cli(["api-key", "list", "--org", "cli-org"], env);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).not.toContain(apiKey);
+    const rows = listed.stdout.trim().split("\n").map((line) => line.split("\t"));
+    const row = rows.find((cells) => cells[5] === "ci key");
+    expect(row?.slice(1, 3)).toEqual(["cli-org", "ops@example.com"]);
+    expect(row?.[4]).toBe("-");
+
+    const revoked = await cli(["api-key", "revoke", row![0]!], env);
+    expect(revoked.code).toBe(0);
+    const after = await cli(["api-key", "list", "--org", "cli-org"], env);
+    expect(after.stdout.split("\n").find((line) => line.startsWith(row![0]!))?.split("\t")[4]).not.toBe("-");
+  });
+
+  it("uses exit codes a script can rely on", async () => {
+    const env = databaseEnv();
+    expect((await cli(["--help"], env)).code).toBe(0);
+    expect((await cli(["api-key", "create", "--help"], env)).stdout).toContain("--org");
+    expect((await cli(["api-key", "create", "--org", "x"], env)).code).toBe(2);
+    expect((await cli(["frobnicate"], env)).code).toBe(2);
+    expect((await cli(["api-key", "create", "--org", "Not A Slug", "--user", "a@b.c"], env)).code).toBe(2);
+    expect((await cli(["api-key", "revoke", "00000000-0000-4000-8000-000000000000"], env)).code).toBe(3);
+    expect((await cli(["migrate"], env)).code).toBe(0);
+  });
+
+  it.runIf(testDatabaseUrl())("creates a key that a running server accepts at once", async () => {
+    const server = await startServer();
+    try {
+      const created = await cli(["api-key", "create", "--org", "live-org", "--user", "live@example.com"], { DATABASE_URL: testDatabaseUrl()! });
+      const apiKey = created.stdout.trim().split("\n").at(-1)!;
+      const response = await postJson(server, "gitpod.v1.IdentityService/GetAuthenticatedIdentity", {}, { authorization: `Bearer ${apiKey}` });
+      expect(response.status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe("migrations", () => {
+  it("apply once, in order, recorded in schema_migrations", async () => {
+    const db = await openDatabase({ databaseUrl: undefined, dataDir: undefined, poolSize: 1 });
+    try {
+      const versions = readMigrations().map((migration) => migration.version);
+      expect(await migrate(db)).toEqual(versions);
+      expect(await migrate(db)).toEqual([]);
+      const { rows } = await db.query<{ version: string }>("SELECT version FROM schema_migrations ORDER BY version");
+      expect(rows.map((row) => row.version)).toEqual(versions);
+    } finally {
+      await db.close();
+    }
+  });
+
+  it.runIf(testDatabaseUrl())("started by three replicas at once apply once", async () => {
+    const schema = `mig_${Date.now()}`;
+    const admin = new pg.Client({ connectionString: testDatabaseUrl() });
+    await admin.connect();
+    await admin.query(`CREATE SCHEMA ${schema}`);
+    const url = new URL(testDatabaseUrl()!);
+    url.searchParams.set("options", `-c search_path=${schema}`);
+    const replicas = await Promise.all([1, 2, 3].map(() => openDatabase({ databaseUrl: url.toString(), dataDir: undefined, poolSize: 2 })));
+    try {
+      const results = await Promise.all(replicas.map((db) => migrate(db)));
+      expect(results.filter((applied) => applied.length > 0)).toHaveLength(1);
+      const { rows } = await admin.query(`SELECT count(*)::int AS n FROM ${schema}.schema_migrations`);
+      expect(rows[0].n).toBe(readMigrations().length);
+    } finally {
+      await Promise.all(replicas.map((db) => db.close()));
+      await admin.query(`DROP SCHEMA ${schema} CASCADE`);
+      await admin.end();
+    }
+  });
+});
