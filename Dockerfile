@@ -24,7 +24,8 @@ RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8080
+# GET /healthz on $PORT, over https when TLS_CERT_FILE is set (src/healthcheck.ts).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"]
+  CMD ["node", "dist/src/healthcheck.js"]
 # The same command as `npm start`; node as PID 1 receives SIGTERM and drains.
 CMD ["node", "dist/src/main.js"]

@@ -23,14 +23,52 @@ commands:
   api-key revoke <id>                       revoke an API key at once
 
 The database is DATABASE_URL when set, else the embedded database in DATA_DIR (default ./data).
-Run any command with --help for its options.`,
-  migrate: "usage: cli migrate\n\nApplies pending migrations from migrations/ (safe to run while other replicas start).",
-  "api-key create": "usage: cli api-key create --org <slug> --user <email> [--description <text>]",
-  "api-key list": "usage: cli api-key list [--org <slug>]\n\nTab-separated: id, organization, user, created, revoked, description.",
-  "api-key revoke": "usage: cli api-key revoke <id>",
+Run any command with --help (or: cli help <command>) for its options.
+
+exit codes: 0 ok, 1 failure (e.g. database unreachable), 2 usage or configuration error, 3 not found`,
+  migrate: `usage: cli migrate
+
+Applies pending migrations from migrations/ and prints what it applied to stderr.
+Safe while servers run: an advisory lock serializes replicas that migrate at once.`,
+  "api-key": `usage: cli api-key <create|list|revoke> [options]
+
+  create --org <slug> --user <email> [--description <text>]
+  list [--org <slug>]
+  revoke <id>
+
+Run cli api-key <subcommand> --help for details.`,
+  "api-key create": `usage: cli api-key create --org <slug> --user <email> [--description <text>]
+
+Creates an API key for the user. The organization (slug: lowercase letters, digits, "-") and
+the user are created when they do not exist. stdout's last line is the key; it is shown only
+once and stored only as a hash. A message with the key's id goes to stderr.`,
+  "api-key list": `usage: cli api-key list [--org <slug>]
+
+One line per key, tab-separated: id, organization, user, created, revoked ("-" if not),
+description. Never prints secrets.`,
+  "api-key revoke": `usage: cli api-key revoke <id>
+
+Revokes the key with this id (see api-key list) at once, also for running servers.
+Exit code 3 when no key has this id.`,
 };
 
-class UsageError extends Error {}
+/** Options and positional arguments (after the command words) each command accepts. */
+const ARGS: Record<string, { options: string[]; positionals: number }> = {
+  migrate: { options: [], positionals: 0 },
+  "api-key create": { options: ["org", "user", "description"], positionals: 0 },
+  "api-key list": { options: ["org"], positionals: 0 },
+  "api-key revoke": { options: [], positionals: 1 },
+};
+
+class UsageError extends Error {
+  constructor(
+    message: string,
+    /** The help to show after the message (default: the main help). */
+    readonly help = HELP.main,
+  ) {
+    super(message);
+  }
+}
 
 async function withDatabase<T>(fn: (db: Database) => Promise<T>): Promise<T> {
   const config = loadConfig();
@@ -58,10 +96,23 @@ async function run(argv: string[]): Promise<number> {
       description: { type: "string" },
     },
   });
-  const command = positionals[0] === "api-key" && positionals[1] ? `api-key ${positionals[1]}` : (positionals[0] ?? "");
-  if (values.help || command === "" || command === "help") {
-    console.log(HELP[command] ?? HELP.main);
+  // `cli help <command…>` is the same as `cli <command…> --help`.
+  const words = positionals[0] === "help" ? positionals.slice(1) : positionals;
+  const command = words[0] === "api-key" && words[1] ? `api-key ${words[1]}` : (words[0] ?? "");
+  if (values.help || positionals[0] === "help" || command === "") {
+    const help = HELP[command === "" ? "main" : command];
+    if (help === undefined) throw new UsageError(`unknown command "${words.join(" ")}"`);
+    console.log(help);
     return 0;
+  }
+  if (command === "api-key") throw new UsageError("api-key needs a subcommand: create, list or revoke", HELP["api-key"]);
+  const accepted = ARGS[command];
+  if (accepted === undefined) throw new UsageError(`unknown command "${positionals.join(" ")}"`);
+  const extraOption = Object.keys(values).find((name) => !accepted.options.includes(name));
+  if (extraOption) throw new UsageError(`${command} does not take --${extraOption}`, HELP[command]);
+  const commandWords = command.split(" ").length;
+  if (positionals.length - commandWords > accepted.positionals) {
+    throw new UsageError(`unexpected argument "${positionals[commandWords + accepted.positionals]}"`, HELP[command]);
   }
   switch (command) {
     case "migrate": {
@@ -70,7 +121,7 @@ async function run(argv: string[]): Promise<number> {
       return 0;
     }
     case "api-key create": {
-      if (!values.org || !values.user) throw new UsageError("api-key create needs --org <slug> and --user <email>");
+      if (!values.org || !values.user) throw new UsageError("api-key create needs --org <slug> and --user <email>", HELP["api-key create"]);
       const issued = await withDatabase((db) =>
         issueApiKey(new IdentityStore(db), systemClock, {
           organizationSlug: values.org!,
@@ -93,7 +144,9 @@ async function run(argv: string[]): Promise<number> {
     }
     case "api-key revoke": {
       const id = positionals[2];
-      if (!id || !/^[0-9a-f-]{36}$/i.test(id)) throw new UsageError("api-key revoke needs the key id (a UUID, see api-key list)");
+      if (!id || !/^[0-9a-f-]{36}$/i.test(id)) {
+        throw new UsageError("api-key revoke needs the key id (a UUID, see api-key list)", HELP["api-key revoke"]);
+      }
       const revoked = await withDatabase((db) => new IdentityStore(db).revokeApiKey(id, systemClock.now()));
       if (!revoked) {
         console.error(`no API key with id ${id}`);
@@ -111,7 +164,7 @@ run(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err) => {
     if (err instanceof UsageError || (err as { code?: string }).code?.startsWith("ERR_PARSE_ARGS")) {
-      console.error(`${(err as Error).message}\n\n${HELP.main}`);
+      console.error(`${(err as Error).message}\n\n${err instanceof UsageError ? err.help : HELP.main}`);
       process.exit(2);
     }
     if (err instanceof ConfigError || err instanceof AccountError) {

@@ -1,5 +1,7 @@
 // Server configuration, read once from the environment and validated up front so a
 // typo fails the start with a message instead of surfacing as odd behaviour later.
+// docs/operations.md lists every variable.
+import { accessSync, constants } from "node:fs";
 
 export interface Config {
   port: number;
@@ -16,8 +18,31 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** A runner whose last heartbeat is older than this is reported INACTIVE. */
   livenessWindowMs: number;
+  /** How long a verified credential is remembered (revocations evict it at once regardless). */
+  credentialCacheTtlMs: number;
+  /** Most credentials remembered; 0 turns the cache off. */
+  credentialCacheSize: number;
+  /** Server processes (node:cluster) sharing the port; 1 = no cluster. Needs DATABASE_URL when > 1. */
+  workers: number;
   /** Size of the PostgreSQL connection pool (ignored for the embedded database). */
   databasePoolSize: number;
+  /** Certificate chain and private key (PEM) for TLS with ALPN h2 + http/1.1; undefined = cleartext (HTTP/1.1 + h2c). */
+  tls: { certFile: string; keyFile: string } | undefined;
+  /** Browser origins allowed by CORS ("*" = any); empty = CORS off. */
+  corsAllowedOrigins: string[];
+  /** Most RPCs handled at once; more are refused with `unavailable`. 0 = no limit. */
+  maxInFlight: number;
+  // --- reliability (issue 5): slow-loris guards and brute-force limits ---
+  /** Time to receive a request's headers, and to send the first bytes after connecting. */
+  headersTimeoutMs: number;
+  /** Time to receive a whole HTTP/1.1 request, body included. */
+  requestTimeoutMs: number;
+  /** Idle keep-alive connection / HTTP/2 session lifetime. */
+  idleTimeoutMs: number;
+  /** Failed authentications per client address and window before `resource_exhausted`; 0 = off (src/rate-limit.ts). */
+  authFailureLimit: number;
+  authFailureWindowMs: number;
+  // --- end reliability ---
 }
 
 export class ConfigError extends Error {}
@@ -61,5 +86,72 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: integer(env, "SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
     livenessWindowMs: integer(env, "RUNNER_LIVENESS_WINDOW_SECONDS", 90, 1, 86_400) * 1000,
     databasePoolSize: integer(env, "DATABASE_POOL_SIZE", 16, 1, 1000),
+    workers: workersOf(env, databaseUrl),
+    credentialCacheTtlMs: integer(env, "CREDENTIAL_CACHE_TTL_SECONDS", 600, 0, 86_400) * 1000,
+    credentialCacheSize: integer(env, "CREDENTIAL_CACHE_SIZE", 100_000, 0, 10_000_000),
+    tls: tlsFiles(env),
+    corsAllowedOrigins: origins(env),
+    maxInFlight: integer(env, "MAX_IN_FLIGHT", 1024, 0, 1_000_000),
+    ...reliability(env),
   };
+}
+
+// --- reliability (issue 5) ---
+function reliability(env: NodeJS.ProcessEnv) {
+  const headersTimeoutMs = integer(env, "HEADERS_TIMEOUT_MS", 10_000, 100, 600_000);
+  const requestTimeoutMs = integer(env, "REQUEST_TIMEOUT_MS", 60_000, 100, 3_600_000);
+  if (headersTimeoutMs > requestTimeoutMs) {
+    throw new ConfigError(`HEADERS_TIMEOUT_MS (${headersTimeoutMs}) must not be larger than REQUEST_TIMEOUT_MS (${requestTimeoutMs})`);
+  }
+  return {
+    headersTimeoutMs,
+    requestTimeoutMs,
+    idleTimeoutMs: integer(env, "IDLE_TIMEOUT_MS", 65_000, 100, 3_600_000),
+    authFailureLimit: integer(env, "AUTH_FAILURE_LIMIT", 20, 0, 1_000_000),
+    authFailureWindowMs: integer(env, "AUTH_FAILURE_WINDOW_SECONDS", 60, 1, 86_400) * 1000,
+  };
+}
+// --- end reliability ---
+
+function workersOf(env: NodeJS.ProcessEnv, databaseUrl: string | undefined): number {
+  const workers = integer(env, "WORKERS", 1, 1, 64);
+  if (workers > 1 && !databaseUrl) {
+    throw new ConfigError("WORKERS > 1 needs DATABASE_URL: the embedded database can only be opened by one process");
+  }
+  return workers;
+}
+
+function tlsFiles(env: NodeJS.ProcessEnv): Config["tls"] {
+  const certFile = env.TLS_CERT_FILE || undefined;
+  const keyFile = env.TLS_KEY_FILE || undefined;
+  if (certFile === undefined && keyFile === undefined) return undefined;
+  if (certFile === undefined || keyFile === undefined) {
+    throw new ConfigError("TLS_CERT_FILE and TLS_KEY_FILE must be set together (or neither, for cleartext)");
+  }
+  for (const [name, file] of [["TLS_CERT_FILE", certFile], ["TLS_KEY_FILE", keyFile]] as const) {
+    try {
+      accessSync(file, constants.R_OK);
+    } catch {
+      throw new ConfigError(`${name} is not a readable file: ${file}`);
+    }
+  }
+  return { certFile, keyFile };
+}
+
+function origins(env: NodeJS.ProcessEnv): string[] {
+  const raw = env.CORS_ALLOWED_ORIGINS ?? "";
+  const list = raw.split(",").map((origin) => origin.trim()).filter(Boolean);
+  for (const origin of list) {
+    if (origin === "*") continue;
+    let url: URL | undefined;
+    try {
+      url = new URL(origin);
+    } catch {
+      // reported below
+    }
+    if (!url || (url.protocol !== "http:" && url.protocol !== "https:") || url.origin !== origin) {
+      throw new ConfigError(`CORS_ALLOWED_ORIGINS entries must be origins such as https://app.example.com (scheme, host, optional port; no path or trailing slash), or *; got "${origin}"`);
+    }
+  }
+  return list;
 }

@@ -27,7 +27,16 @@ export type DualServer = net.Server & {
 };
 
 export function createDualServer(handler: Handler, timeouts: DualServerTimeouts): DualServer {
-  const h1 = http.createServer({ requestTimeout: timeouts.requestTimeoutMs, headersTimeout: timeouts.headersTimeoutMs }, handler);
+  const h1 = http.createServer(
+    {
+      requestTimeout: timeouts.requestTimeoutMs,
+      headersTimeout: timeouts.headersTimeoutMs,
+      // Node enforces both timeouts only when it checks its connections (default every 30 s,
+      // which would let a slow-loris client keep a 10 s header timeout for up to 40 s).
+      connectionsCheckingInterval: Math.max(50, Math.min(5_000, Math.floor(timeouts.headersTimeoutMs / 4))),
+    },
+    handler,
+  );
   h1.keepAliveTimeout = timeouts.idleTimeoutMs;
   h1.timeout = timeouts.idleTimeoutMs * 2;
 
@@ -41,8 +50,11 @@ export function createDualServer(handler: Handler, timeouts: DualServerTimeouts)
 
   const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
     let head = Buffer.alloc(0);
-    // A client that connects and sends nothing must not hold a socket forever.
-    socket.setTimeout(timeouts.headersTimeoutMs, () => socket.destroy());
+    // A client that connects and sends nothing, or dribbles the HTTP/2 preface byte by byte,
+    // must not hold a socket: the first bytes must decide the protocol within the header
+    // timeout (a deadline, not an inactivity timer that each byte would reset).
+    const sniffDeadline = setTimeout(() => socket.destroy(), timeouts.headersTimeoutMs);
+    socket.once("close", () => clearTimeout(sniffDeadline));
     const onReadable = () => {
       for (let chunk: Buffer | null; (chunk = socket.read()) !== null; ) head = Buffer.concat([head, chunk]);
       const n = Math.min(head.length, H2_PREFACE.length);
@@ -52,7 +64,7 @@ export function createDualServer(handler: Handler, timeouts: DualServerTimeouts)
         return; // not decided yet: wait for more bytes
       }
       socket.off("readable", onReadable);
-      socket.setTimeout(0);
+      clearTimeout(sniffDeadline);
       socket.unshift(head);
       (looksH2 ? h2 : h1).emit("connection", socket);
     };

@@ -24,13 +24,24 @@ export function observeInterceptor(): Interceptor {
       return res;
     } catch (err) {
       const error = toPublicError(err);
-      const fields = { procedure, code: Code[error.code], ms: elapsed(started), message: error.rawMessage };
+      const fields = {
+        procedure,
+        protocol: req.header.get("content-type"),
+        code: wireCode(error.code),
+        ms: elapsed(started),
+        message: error.rawMessage,
+      };
       if (error.code === Code.Internal) log?.error({ ...fields, err }, "rpc failed unexpectedly");
       else if (error.code === Code.Unavailable) log?.warn({ ...fields, cause: (err as Error).message }, "rpc");
       else log?.info(fields, "rpc");
       throw error;
     }
   };
+}
+
+/** The code as clients see it on the wire ("invalid_argument"), so logs and errors match. */
+function wireCode(code: Code): string {
+  return Code[code].replace(/[A-Z]/g, (letter, index: number) => (index ? "_" : "") + letter.toLowerCase());
 }
 
 function elapsed(started: number): number {

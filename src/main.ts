@@ -1,12 +1,15 @@
 // Entry point: configuration, database, migrations, then serve until SIGTERM/SIGINT.
+import "./abort-reason.js";
+import cluster from "node:cluster";
 import { join } from "node:path";
-import { pino } from "pino";
+import { pino, type Logger } from "pino";
 import { ConfigError, loadConfig } from "./config.js";
 import { systemClock } from "./clock.js";
 import { openDatabase } from "./db/database.js";
 import { migrate } from "./db/migrate.js";
 import { bootstrapEmptyDatabase } from "./bootstrap.js";
 import { build } from "./server.js";
+import type { FastifyBaseLogger } from "fastify";
 
 async function main(): Promise<void> {
   let config;
@@ -19,7 +22,9 @@ async function main(): Promise<void> {
     }
     throw err;
   }
-  const log = pino({ level: config.logLevel });
+  // Startup and supervisor lines are few: write them synchronously, in order.
+  const log = pino({ level: config.logLevel }, pino.destination({ dest: 1, sync: true }));
+  if (config.workers > 1 && cluster.isPrimary) return supervise(config.workers, config.databaseUrl!, log);
   const db = await openDatabase({
     databaseUrl: config.databaseUrl,
     dataDir: config.databaseUrl ? undefined : join(config.dataDir, "pgdata"),
@@ -53,7 +58,46 @@ async function main(): Promise<void> {
   process.on("SIGINT", () => stop("SIGINT"));
 
   await app.listen({ port: config.port, host: config.host });
-  app.log.info({ database: db.kind, dataDir: db.kind === "embedded" ? config.dataDir : undefined }, "ready");
+  app.log.info(
+    {
+      database: db.kind,
+      dataDir: db.kind === "embedded" ? config.dataDir : undefined,
+      tls: config.tls !== undefined,
+      corsAllowedOrigins: config.corsAllowedOrigins.length > 0 ? config.corsAllowedOrigins : undefined,
+      maxInFlight: config.maxInFlight,
+    },
+    "ready",
+  );
+  (app.log as FastifyBaseLogger & { flush(): void }).flush(); // logs are buffered; whoever waits for "ready" should see it now
+}
+
+/**
+ * WORKERS > 1: this process applies the migrations, then runs that many server processes
+ * sharing the port (node:cluster), replaces any that die, and forwards SIGTERM/SIGINT.
+ */
+async function supervise(workers: number, databaseUrl: string, log: Logger): Promise<void> {
+  const db = await openDatabase({ databaseUrl, dataDir: undefined, poolSize: 1 });
+  const applied = await migrate(db);
+  if (applied.length > 0) log.info({ applied }, "migrations applied");
+  await db.close();
+  let stopping = false;
+  cluster.on("exit", (worker, code, signal) => {
+    if (stopping) {
+      if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(0);
+      return;
+    }
+    log.error({ pid: worker.process.pid, code, signal }, "worker died; starting a new one");
+    cluster.fork();
+  });
+  for (let i = 0; i < workers; i++) cluster.fork();
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal, workers }, "shutting down workers");
+    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill(signal);
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
 }
 
 main().catch((err) => {

@@ -73,7 +73,9 @@ export function uniqueSlug(prefix = "org"): string {
 export async function startServer(
   options: { env?: Record<string, string>; clock?: Clock; db?: Database } = {},
 ): Promise<TestServer> {
-  const config = loadConfig({ LOG_LEVEL: "info", ...options.env });
+  // Test files send many deliberate auth failures from 127.0.0.1: the brute-force limit is off
+  // unless a test turns it on (test/rate-limit.test.ts, test/fuzz.test.ts).
+  const config = loadConfig({ LOG_LEVEL: "info", AUTH_FAILURE_LIMIT: "0", ...options.env });
   const db = options.db ?? (await openTestDatabase());
   const clock = options.clock instanceof ManualClock ? options.clock : new ManualClock(Date.now());
   const logs: string[] = [];

@@ -226,6 +226,18 @@ describe.each(Object.keys(updateVia) as (keyof typeof updateVia)[])("UpdateRunne
   });
 });
 
+describe("UpdateRunner without any field", () => {
+  it("changes nothing, not even updated_at, and still answers not_found for a missing runner", async () => {
+    const user = await server.newUser();
+    const { runnerId } = await createRunner(user);
+    const before = await getRunner(user, runnerId);
+    server.clock.advance(5_000);
+    await server.runners("connect-json", user.apiKey).updateRunner({ runnerId, spec: { configuration: {} } });
+    expect(await getRunner(user, runnerId)).toEqual(before);
+    expect(await codeOf(server.runners("connect-json", user.apiKey).updateRunner({ runnerId: NO_SUCH_RUNNER }))).toBe("NotFound");
+  });
+});
+
 describe("UpdateRunner on the LOCAL_CONFIGURATION runner", () => {
   it("switches the desired phase between INACTIVE and ACTIVE, reflected in status.phase", async () => {
     const admin = await server.newUser();

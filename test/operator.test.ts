@@ -125,6 +125,40 @@ describe("cli", () => {
     expect((await cli(["migrate"], env)).code).toBe(0);
   });
 
+  it("prints help for every command on stdout with exit 0, and refuses what a command does not take", async () => {
+    const env = databaseEnv();
+    const helps: [string[], string][] = [
+      [["--help"], "usage: cli <command>"],
+      [["help"], "exit codes: 0 ok, 1 failure"],
+      [["migrate", "--help"], "usage: cli migrate"],
+      [["api-key", "--help"], "usage: cli api-key <create|list|revoke>"],
+      [["api-key", "create", "-h"], "--description <text>"],
+      [["api-key", "list", "--help"], "tab-separated"],
+      [["api-key", "revoke", "--help"], "Exit code 3"],
+      [["help", "api-key", "revoke"], "usage: cli api-key revoke <id>"],
+    ];
+    const misuse: [string[], string][] = [
+      [["api-key"], "api-key needs a subcommand"],
+      [["migrate", "now"], 'unexpected argument "now"'],
+      [["api-key", "list", "--user", "a@b.c"], "api-key list does not take --user"],
+      [["api-key", "revoke", "not-a-uuid"], "needs the key id"],
+      [["api-key", "create", "--bogus"], "Unknown option '--bogus'"],
+    ];
+    const [helped, refused] = await Promise.all([
+      Promise.all(helps.map(([args]) => cli(args, env))),
+      Promise.all(misuse.map(([args]) => cli(args, env))),
+    ]);
+    helps.forEach(([args, text], i) => {
+      expect({ args, code: helped[i]!.code }).toEqual({ args, code: 0 });
+      expect(helped[i]!.stdout, args.join(" ")).toContain(text);
+    });
+    misuse.forEach(([args, text], i) => {
+      expect({ args, code: refused[i]!.code }).toEqual({ args, code: 2 });
+      expect(refused[i]!.stderr, args.join(" ")).toContain(text);
+      expect(refused[i]!.stdout).toBe("");
+    });
+  });
+
   it.runIf(testDatabaseUrl())("creates a key that a running server accepts at once", async () => {
     const server = await startServer();
     try {

@@ -197,20 +197,15 @@ describe("an organization with 31 runners", () => {
       expect(ids(reordered.runners)).toEqual(expected.slice(5, 10));
     });
 
-    it("never reveal the issuing organization's runners to another organization", async () => {
+    it("are refused for another organization (tokens are bound to the issuing organization)", async () => {
       const stranger = await server.newUser();
-      const theirs = new Set([...ids((await list(stranger)).runners), ...ids([await create(stranger), await create(stranger)])]);
-      const mine = new Set(expected);
       for (const request of [{ pagination: { token } }, { pagination: { pageSize: 100, token } }]) {
-        try {
-          const { runners } = await list(stranger, request);
-          for (const runner of runners) {
-            expect(mine.has(runner.runnerId)).toBe(false);
-            expect(theirs.has(runner.runnerId)).toBe(true);
-          }
-        } catch (err) {
-          expect(ConnectError.from(err).code).toBe(Code.InvalidArgument);
-        }
+        const err = await list(stranger, request).then(
+          () => undefined,
+          (e: unknown) => ConnectError.from(e),
+        );
+        expect(err?.code).toBe(Code.InvalidArgument);
+        expect(err?.rawMessage).toMatch(/^pagination\.token:/);
       }
     });
   });

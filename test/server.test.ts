@@ -7,46 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { ConfigError, loadConfig } from "../src/config.js";
-import type { Database, Queryable, QueryResult, Statement } from "../src/db/database.js";
+import { FaultyDatabase } from "./faulty-database.js";
 import { openTestDatabase, postJson, startServer, type TestServer, type TestUser } from "./harness.js";
 
 const execFileAsync = promisify(execFile);
-
-/** Wraps a real database and can pretend to be down, slow or broken. */
-class FaultyDatabase implements Database {
-  mode: "ok" | "down" | "broken" = "ok";
-  delayMs = 0;
-  constructor(private readonly inner: Database) {}
-  get kind() {
-    return this.inner.kind;
-  }
-  private async gate(): Promise<void> {
-    if (this.delayMs) await new Promise((resolve) => setTimeout(resolve, this.delayMs));
-    if (this.mode === "down") throw Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), { code: "ECONNREFUSED" });
-    if (this.mode === "broken") throw new Error('relation "secret_internal_table" does not exist');
-  }
-  async query<Row>(statement: Statement | string, values?: readonly unknown[]): Promise<QueryResult<Row>> {
-    await this.gate();
-    return this.inner.query<Row>(statement, values);
-  }
-  async exec(script: string): Promise<void> {
-    await this.gate();
-    return this.inner.exec(script);
-  }
-  async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    await this.gate();
-    return this.inner.transaction(fn);
-  }
-  withConnection<T>(fn: (conn: Queryable) => Promise<T>): Promise<T> {
-    return this.inner.withConnection(fn);
-  }
-  poolStats() {
-    return this.inner.poolStats();
-  }
-  close() {
-    return this.inner.close();
-  }
-}
 
 let server: TestServer;
 let db: FaultyDatabase;
@@ -167,7 +131,7 @@ describe("database faults", () => {
     expect(response.body).toEqual({ code: "internal", message: "internal error" });
     const lines = server.logs.filter((line) => line.includes('"req-broken-1"'));
     expect(lines).toHaveLength(1);
-    expect(JSON.parse(lines[0]!)).toMatchObject({ level: 50, procedure: "gitpod.v1.RunnerService/ListRunners", code: "Internal" });
+    expect(JSON.parse(lines[0]!)).toMatchObject({ level: 50, procedure: "gitpod.v1.RunnerService/ListRunners", code: "internal" });
     expect(lines[0]).toContain("secret_internal_table"); // the operator sees the cause; the client does not
   });
 });

@@ -28,6 +28,12 @@ export interface Database extends Queryable {
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
   /** Runs fn on one dedicated connection (for session-level advisory locks). */
   withConnection<T>(fn: (conn: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Subscribes to NOTIFY on `channel` over a dedicated session. `onState(false)` reports that
+   * notifications may have been missed (connection lost); `onState(true)` that they flow
+   * again. Returns a function that stops listening.
+   */
+  listen(channel: string, onNotify: (payload: string) => void, onState: (connected: boolean) => void): Promise<() => Promise<void>>;
   /** Pool counters for readiness and metrics. */
   poolStats(): { total: number; idle: number; waiting: number };
   close(): Promise<void>;
@@ -45,7 +51,10 @@ class PostgresDatabase implements Database {
   readonly kind = "postgres" as const;
   private readonly pool: pg.Pool;
 
-  constructor(connectionString: string, poolSize: number) {
+  constructor(
+    private readonly connectionString: string,
+    poolSize: number,
+  ) {
     this.pool = new pg.Pool({
       connectionString,
       max: poolSize,
@@ -99,6 +108,53 @@ class PostgresDatabase implements Database {
     });
   }
 
+  async listen(channel: string, onNotify: (payload: string) => void, onState: (connected: boolean) => void) {
+    let stopped = false;
+    let client: pg.Client | undefined;
+    let retry: NodeJS.Timeout | undefined;
+    let delayMs = 250;
+    const connect = async () => {
+      const next = new pg.Client({ connectionString: this.connectionString, application_name: "runner-control-plane-listen", keepAlive: true });
+      const lost = () => {
+        if (client !== next) return;
+        client = undefined;
+        onState(false);
+        next.removeAllListeners();
+        next.on("error", () => {});
+        next.end().catch(() => {});
+        if (!stopped) retry = setTimeout(connect, delayMs);
+        delayMs = Math.min(delayMs * 2, 5_000);
+      };
+      client = next;
+      next.on("error", lost);
+      next.on("end", lost);
+      next.on("notification", (message) => {
+        if (message.channel === channel && message.payload !== undefined) onNotify(message.payload);
+      });
+      try {
+        await next.connect();
+        await next.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
+        if (stopped || client !== next) return;
+        delayMs = 250;
+        onState(true);
+      } catch {
+        lost();
+      }
+    };
+    await connect();
+    return async () => {
+      stopped = true;
+      clearTimeout(retry);
+      const current = client;
+      client = undefined;
+      if (current) {
+        current.removeAllListeners();
+        current.on("error", () => {});
+        await current.end().catch(() => {});
+      }
+    };
+  }
+
   poolStats() {
     return { total: this.pool.totalCount, idle: this.pool.idleCount, waiting: this.pool.waitingCount };
   }
@@ -142,7 +198,7 @@ class EmbeddedDatabase implements Database {
     const text = typeof statement === "string" ? statement : statement.text;
     return this.track(async () => {
       const result = await this.db.query<Row>(text, values as unknown[] | undefined);
-      return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+      return { rows: result.rows, rowCount: embeddedRowCount(result) };
     });
   }
 
@@ -157,7 +213,7 @@ class EmbeddedDatabase implements Database {
           async query<Row>(statement: Statement | string, values?: readonly unknown[]) {
             const text = typeof statement === "string" ? statement : statement.text;
             const result = await tx.query<Row>(text, values as unknown[] | undefined);
-            return { rows: result.rows, rowCount: result.affectedRows ?? result.rows.length };
+            return { rows: result.rows, rowCount: embeddedRowCount(result) };
           },
           async exec(script: string) {
             await tx.exec(script);
@@ -165,6 +221,15 @@ class EmbeddedDatabase implements Database {
         }),
       ),
     );
+  }
+
+  // One process owns an embedded database, so notifications cannot be missed.
+  async listen(channel: string, onNotify: (payload: string) => void, onState: (connected: boolean) => void) {
+    const unlisten = await this.db.listen(channel, onNotify);
+    onState(true);
+    return async () => {
+      await unlisten();
+    };
   }
 
   // PGlite is a single in-process session: every caller already has it to itself per query.
@@ -179,6 +244,11 @@ class EmbeddedDatabase implements Database {
   close(): Promise<void> {
     return this.db.close();
   }
+}
+
+// Like pg's rowCount: rows returned when there are any (SELECT, RETURNING), else rows changed.
+function embeddedRowCount(result: { rows: unknown[]; affectedRows?: number }): number {
+  return result.rows.length > 0 ? result.rows.length : (result.affectedRows ?? 0);
 }
 
 export interface DatabaseOptions {

@@ -4,6 +4,7 @@ import { bearerToken, hashToken, hashesEqual, tokenKindOf } from "./tokens.js";
 import { permissionDenied } from "./errors.js";
 import type { IdentityStore } from "../store/identity-store.js";
 import type { RunnerStore } from "../store/runner-store.js";
+import type { CredentialCache } from "./credential-cache.js";
 
 export type Caller =
   | { kind: "user"; userId: string; organizationId: string; organizationTier: string }
@@ -19,25 +20,31 @@ export class Authenticator {
   constructor(
     private readonly identities: IdentityStore,
     private readonly runners: RunnerStore,
+    private readonly cache: CredentialCache,
   ) {}
 
   async authenticate(authorization: string | null): Promise<Caller> {
     const token = bearerToken(authorization);
     const kind = token === undefined ? undefined : tokenKindOf(token);
-    if (token === undefined || kind === undefined) throw unauthenticated();
+    // An exchange token is only good for IdentityService.ExchangeToken.
+    if (token === undefined || (kind !== "apiKey" && kind !== "runnerAccess")) throw unauthenticated();
     const hash = hashToken(token);
+    const key = hash.toString("base64");
+    const cached = this.cache.get(key);
+    if (cached) return cached;
+    const epoch = this.cache.currentEpoch();
     if (kind === "apiKey") {
       const user = await this.identities.userByApiKeyHash(hash);
       if (!user || !hashesEqual(user.tokenHash, hash)) throw unauthenticated();
-      return { kind: "user", userId: user.userId, organizationId: user.organizationId, organizationTier: user.organizationTier };
+      const caller: Caller = { kind: "user", userId: user.userId, organizationId: user.organizationId, organizationTier: user.organizationTier };
+      this.cache.set(key, caller, user.apiKeyId, epoch);
+      return caller;
     }
-    if (kind === "runnerAccess") {
-      const runner = await this.runners.runnerByAccessTokenHash(hash);
-      if (!runner || !hashesEqual(runner.tokenHash, hash)) throw unauthenticated();
-      return { kind: "runner", runnerId: runner.runnerId, organizationId: runner.organizationId };
-    }
-    // An exchange token is only good for IdentityService.ExchangeToken.
-    throw unauthenticated();
+    const runner = await this.runners.runnerByAccessTokenHash(hash);
+    if (!runner || !hashesEqual(runner.tokenHash, hash)) throw unauthenticated();
+    const caller: Caller = { kind: "runner", runnerId: runner.runnerId, organizationId: runner.organizationId };
+    this.cache.set(key, caller, undefined, epoch);
+    return caller;
   }
 }
 

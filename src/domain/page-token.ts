@@ -1,5 +1,5 @@
 // Opaque, tamper-evident keyset page tokens. A token names the last row of the previous
-// page (created_at, id) and a digest of the filter it was issued for, signed with a key
+// page (created_at, id) and a digest of the organization and filter it was issued for, signed with a key
 // shared by all replicas. Editing it, or reusing it with another filter, is refused.
 import { createHash, createHmac, timingSafeEqual } from "node:crypto";
 import { invalidArgument } from "./errors.js";
@@ -7,8 +7,10 @@ import type { ListCursor, ListFilter } from "../store/runner-store.js";
 
 const MAC_BYTES = 16;
 
-export function filterDigest(filter: ListFilter): string {
+/** Digest of what a token is bound to: the caller's organization and the filter. */
+export function filterDigest(organizationId: string, filter: ListFilter): string {
   const canonical = [
+    organizationId,
     [...filter.kinds].sort((a, b) => a - b).join(","),
     [...filter.providers].sort((a, b) => a - b).join(","),
     [...filter.creatorIds].map((id) => id.toLowerCase()).sort().join(","),
@@ -23,13 +25,15 @@ export class PageTokenCodec {
     return createHmac("sha256", this.key).update(payload).digest().subarray(0, MAC_BYTES);
   }
 
-  encode(cursor: ListCursor, filter: ListFilter): string {
-    const payload = Buffer.from(JSON.stringify([cursor.createdAt.getTime(), cursor.id, filterDigest(filter)])).toString("base64url");
+  encode(cursor: ListCursor, organizationId: string, filter: ListFilter): string {
+    const payload = Buffer.from(JSON.stringify([cursor.createdAt.getTime(), cursor.id, filterDigest(organizationId, filter)])).toString(
+      "base64url",
+    );
     return `${payload}.${this.mac(payload).toString("base64url")}`;
   }
 
-  /** The cursor in a token issued for this filter; invalid_argument for anything else. */
-  decode(token: string, filter: ListFilter): ListCursor {
+  /** The cursor in a token issued to this organization for this filter; invalid_argument for anything else. */
+  decode(token: string, organizationId: string, filter: ListFilter): ListCursor {
     const invalid = () =>
       invalidArgument("pagination.token", "is not a token returned by a previous ListRunners call with the same filter", "pagination.token_invalid");
     const [payload, mac, extra] = token.split(".");
@@ -44,7 +48,7 @@ export class PageTokenCodec {
     }
     if (!Array.isArray(decoded) || decoded.length !== 3) throw invalid();
     const [createdAt, id, digest] = decoded as [unknown, unknown, unknown];
-    if (typeof createdAt !== "number" || typeof id !== "string" || digest !== filterDigest(filter)) throw invalid();
+    if (typeof createdAt !== "number" || typeof id !== "string" || digest !== filterDigest(organizationId, filter)) throw invalid();
     return { createdAt: new Date(createdAt), id };
   }
 }

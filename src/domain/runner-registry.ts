@@ -10,7 +10,9 @@ import {
 } from "../../gen/gitpod/v1/runner_pb.js";
 import type { SignupRequest, UpdateRunnerStatusRequest } from "../../gen/gitpod/v1/runner_interaction_pb.js";
 import type { Clock } from "../clock.js";
-import type { ListFilter, RunnerStore, StatusPatch } from "../store/runner-store.js";
+import type { ListFilter, NewRunner, RunnerRow, RunnerStore, StatusPatch } from "../store/runner-store.js";
+import { Batcher } from "../db/batcher.js";
+import type { Revocation } from "./credential-cache.js";
 import { failedPrecondition, notFound } from "./errors.js";
 import type { PageTokenCodec } from "./page-token.js";
 import {
@@ -29,13 +31,33 @@ export const MAX_PAGE_SIZE = 100;
 const invalidExchangeToken = () =>
   new ConnectError("exchange token is not valid: it is unknown, expired or already used", Code.Unauthenticated);
 
+// Batches: up to this many calls per statement, this many statements in flight per kind.
+const BATCH = { maxBatch: 128, maxInFlight: 4 };
+
 export class RunnerRegistry {
+  private readonly reads: Batcher<string, RunnerRow | undefined>;
+  private readonly heartbeats: Batcher<string, boolean>;
+  private readonly registrations: Batcher<{ runner: NewRunner; tokenHash: Buffer; expiresAt: Date }, undefined>;
+
   constructor(
     private readonly store: RunnerStore,
     private readonly clock: Clock,
     private readonly liveness: LivenessPolicy,
     private readonly pageTokens: PageTokenCodec,
-  ) {}
+    /** Called when credentials stop being valid, so caches can drop them at once. */
+    private readonly onRevoked: (revocation: Revocation) => void = () => {},
+  ) {
+    this.reads = new Batcher(async (ids) => {
+      const rows = new Map((await store.getMany([...new Set(ids)])).map((row) => [row.id, row]));
+      return ids.map((id) => rows.get(id.toLowerCase()));
+    }, BATCH);
+    // One timestamp per batch: heartbeats in one statement are one moment.
+    this.heartbeats = new Batcher(async (ids) => {
+      const accepted = await store.markActive([...new Set(ids)], this.clock.now());
+      return ids.map((id) => accepted.has(id));
+    }, BATCH);
+    this.registrations = new Batcher((items) => store.insertWithExchangeTokens(items), BATCH);
+  }
 
   async create(
     user: { userId: string; organizationId: string },
@@ -44,13 +66,15 @@ export class RunnerRegistry {
     const now = this.clock.now();
     const runner = newRunnerFrom(request, { runnerId: randomUUID(), organizationId: user.organizationId, creatorId: user.userId }, now);
     const exchangeToken = generateToken("exchange");
-    await this.store.insertWithExchangeToken(runner, hashToken(exchangeToken), new Date(now.getTime() + EXCHANGE_TOKEN_TTL_MS));
+    // Resolves only after the batch that holds this runner and its token hash has committed.
+    await this.registrations.submit({ runner, tokenHash: hashToken(exchangeToken), expiresAt: new Date(now.getTime() + EXCHANGE_TOKEN_TTL_MS) });
     return { runner: runnerMessage(rowOfNewRunner(runner), now, this.liveness), exchangeToken };
   }
 
   async get(organizationId: string, runnerId: string): Promise<Runner> {
-    const row = await this.store.get(organizationId, runnerId);
-    if (!row) throw notFound(`runner ${runnerId}`);
+    const row = await this.reads.submit(runnerId);
+    // Another organization's runner is indistinguishable from a missing one.
+    if (!row || row.organizationId !== organizationId) throw notFound(`runner ${runnerId}`);
     return runnerMessage(row, this.clock.now(), this.liveness);
   }
 
@@ -62,27 +86,32 @@ export class RunnerRegistry {
     };
     const pageSize = request.pagination?.pageSize || DEFAULT_PAGE_SIZE;
     const token = request.pagination?.token ?? "";
-    const after = token === "" ? undefined : this.pageTokens.decode(token, filter);
+    const after = token === "" ? undefined : this.pageTokens.decode(token, organizationId, filter);
     // One extra row tells whether another page exists, so the last page has no next token.
     const rows = await this.store.list(organizationId, filter, after, pageSize + 1);
     const page = rows.slice(0, pageSize);
     const last = page[page.length - 1];
-    const nextToken = rows.length > pageSize && last ? this.pageTokens.encode({ createdAt: last.createdAt, id: last.id }, filter) : "";
+    const nextToken = rows.length > pageSize && last ? this.pageTokens.encode({ createdAt: last.createdAt, id: last.id }, organizationId, filter) : "";
     const now = this.clock.now();
     return { runners: page.map((row) => runnerMessage(row, now, this.liveness)), nextToken };
   }
 
   async update(organizationId: string, request: UpdateRunnerRequest): Promise<void> {
     const patch = specPatchFrom(request);
-    if (await this.store.update(organizationId, request.runnerId, patch, this.clock.now())) return;
+    const changesSomething = Object.values(patch).some((value) => value !== undefined);
+    if (changesSomething && (await this.store.update(organizationId, request.runnerId, patch, this.clock.now()))) return;
     const existing = await this.store.existing(organizationId, request.runnerId);
     if (!existing || existing.deleted) throw notFound(`runner ${request.runnerId}`);
+    if (!changesSomething) return; // nothing to change: updated_at stays
     // The only way a live runner is not updated: desired_phase on a runner that is not LOCAL_CONFIGURATION.
     throw failedPrecondition("spec.desired_phase: can only be changed on the organization's RUNNER_KIND_LOCAL_CONFIGURATION runner");
   }
 
   async delete(organizationId: string, runnerId: string): Promise<void> {
-    if (await this.store.markDeleted(organizationId, runnerId, this.clock.now())) return;
+    if (await this.store.markDeleted(organizationId, runnerId, this.clock.now())) {
+      this.onRevoked({ runnerId: runnerId.toLowerCase() });
+      return;
+    }
     const existing = await this.store.existing(organizationId, runnerId);
     if (!existing) throw notFound(`runner ${runnerId}`);
     throw failedPrecondition("the RUNNER_KIND_LOCAL_CONFIGURATION runner belongs to the organization and cannot be deleted");
@@ -121,9 +150,9 @@ export class RunnerRegistry {
     }
   }
 
+  /** Resolves once the heartbeat is committed, so a following GetRunner already sees it. */
   async heartbeat(runnerId: string): Promise<void> {
-    const accepted = await this.store.markActive([runnerId], this.clock.now());
-    if (!accepted.has(runnerId)) throw this.notSignedUp(runnerId);
+    if (!(await this.heartbeats.submit(runnerId))) throw this.notSignedUp(runnerId);
   }
 
   async updateStatus(runnerId: string, request: UpdateRunnerStatusRequest): Promise<void> {

@@ -2,6 +2,7 @@
 import { randomUUID } from "node:crypto";
 import { sql, type Database } from "../db/database.js";
 import { insertLocalConfigurationRunner } from "./runner-store.js";
+import { CREDENTIALS_CHANNEL } from "../domain/credential-cache.js";
 
 export interface Organization {
   id: string;
@@ -66,9 +67,11 @@ const q = {
       WHERE $1::text IS NULL OR o.slug = $1
       ORDER BY o.slug, k.created_at, k.id`,
   ),
+  // The notification (delivered on commit) tells every replica to drop the cached key.
   revokeApiKey: sql(
     "api_key_revoke",
-    "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING id",
+    `WITH revoked AS (UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING id)
+     SELECT id, pg_notify('${CREDENTIALS_CHANNEL}', 'api_key:' || id) FROM revoked`,
   ),
 };
 

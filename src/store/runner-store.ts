@@ -2,7 +2,8 @@
 // exchange and access tokens. Every write is a single statement (atomic on its own) unless
 // it has to read before it writes; none of them lose a concurrent change to another field.
 import { randomUUID } from "node:crypto";
-import { sql, type Database, type Queryable } from "../db/database.js";
+import { isConnectionError, sql, type Database, type Queryable } from "../db/database.js";
+import { CREDENTIALS_CHANNEL } from "../domain/credential-cache.js";
 
 /** Enum numbers as stored; they are the gitpod.v1 wire values. */
 const KIND_LOCAL_CONFIGURATION = 3;
@@ -139,16 +140,24 @@ const INSERT_RUNNER_COLUMNS = `id, organization_id, creator_id, creator_principa
   metrics_enabled, metrics_url, metrics_username, metrics_password, metrics_managed_enabled, metrics_include_verbose`;
 
 const q = {
-  // One statement, so the runner and its first exchange token commit together in one round trip.
-  insertRunnerWithToken: sql(
+  // One statement for a whole batch of registrations: each runner and its first exchange
+  // token commit together, in one round trip and one commit for all of them.
+  insertRunnersWithTokens: sql(
     "runner_insert_with_token",
-    `WITH runner AS (
+    `WITH input AS (
+       SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::smallint[], $5::text[], $6::smallint[], $7::smallint[],
+                            $8::uuid[], $9::timestamptz[], $10::smallint[], $11::smallint[], $12::text[], $13::smallint[],
+                            $14::boolean[], $15::smallint[], $16::boolean[], $17::boolean[], $18::smallint[], $19::smallint[],
+                            $20::boolean[], $21::text[], $22::text[], $23::text[], $24::boolean[], $25::boolean[],
+                            $26::bytea[], $27::timestamptz[])
+         AS t(${INSERT_RUNNER_COLUMNS.replace("created_at, updated_at", "created_at")}, token_hash, expires_at)
+     ), runner AS (
        INSERT INTO runners (${INSERT_RUNNER_COLUMNS})
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
+       SELECT ${INSERT_RUNNER_COLUMNS.replace("created_at, updated_at", "created_at, created_at")} FROM input
        RETURNING id
      )
      INSERT INTO runner_exchange_tokens (token_hash, runner_id, created_at, expires_at)
-     SELECT $26, id, $9, $27 FROM runner`,
+     SELECT input.token_hash, runner.id, input.created_at, input.expires_at FROM runner JOIN input ON input.id = runner.id`,
   ),
   insertLocalConfiguration: sql(
     "runner_insert_local_configuration",
@@ -156,10 +165,7 @@ const q = {
      VALUES ($1, $2, ${PRINCIPAL_UNSPECIFIED}, 'Local configuration', ${KIND_LOCAL_CONFIGURATION}, 0, $3, $3, ${PHASE_ACTIVE})
      ON CONFLICT DO NOTHING`,
   ),
-  get: sql(
-    "runner_get",
-    `SELECT ${RUNNER_COLUMNS} FROM runners WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL`,
-  ),
+  getMany: sql("runner_get_many", `SELECT ${RUNNER_COLUMNS} FROM runners WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL`),
   kindOf: sql("runner_kind", "SELECT kind, deleted_at IS NOT NULL AS deleted FROM runners WHERE id = $1 AND organization_id = $2"),
   list: sql(
     "runner_list",
@@ -198,11 +204,15 @@ const q = {
        AND ($4::smallint IS NULL OR kind = ${KIND_LOCAL_CONFIGURATION})
      RETURNING id`,
   ),
+  // Deleting revokes the runner's credentials: every replica drops them from its cache.
   delete: sql(
     "runner_delete",
-    `UPDATE runners SET deleted_at = COALESCE(deleted_at, $3)
-      WHERE id = $1 AND organization_id = $2 AND kind <> ${KIND_LOCAL_CONFIGURATION}
-      RETURNING id`,
+    `WITH deleted AS (
+       UPDATE runners SET deleted_at = COALESCE(deleted_at, $3)
+        WHERE id = $1 AND organization_id = $2 AND kind <> ${KIND_LOCAL_CONFIGURATION}
+        RETURNING id
+     )
+     SELECT id, pg_notify('${CREDENTIALS_CHANNEL}', 'runner:' || id) FROM deleted`,
   ),
   insertExchangeToken: sql(
     "runner_exchange_token_insert",
@@ -288,20 +298,46 @@ function applyAdditionalInfo(current: StoredFieldValue[], updates: NonNullable<S
 export class RunnerStore {
   constructor(private readonly db: Database) {}
 
-  async insertWithExchangeToken(runner: NewRunner, tokenHash: Buffer, expiresAt: Date): Promise<void> {
-    await this.db.query(q.insertRunnerWithToken, [
-      runner.id, runner.organizationId, runner.creatorId, runner.creatorPrincipal, runner.name, runner.kind,
-      runner.provider, runner.runnerManagerId, runner.createdAt, runner.desiredPhase, runner.variant, runner.region,
-      runner.releaseChannel, runner.autoUpdate, runner.logLevel, runner.devcontainerImageCacheEnabled,
-      runner.continuousProfiling, runner.updateWindowStart, runner.updateWindowEnd, runner.metricsEnabled,
-      runner.metricsUrl, runner.metricsUsername, runner.metricsPassword, runner.metricsManagedEnabled,
-      runner.metricsIncludeVerbose, tokenHash, expiresAt,
-    ]);
+  /**
+   * Stores runners with their first exchange tokens in one statement. When the batch fails
+   * for a reason other than the connection, each is retried alone, so one bad row only
+   * fails its own request.
+   */
+  async insertWithExchangeTokens(items: { runner: NewRunner; tokenHash: Buffer; expiresAt: Date }[]): Promise<(undefined | Error)[]> {
+    try {
+      await this.db.query(q.insertRunnersWithTokens, this.insertValues(items));
+      return items.map(() => undefined);
+    } catch (err) {
+      if (items.length === 1 || isConnectionError(err)) return items.map(() => err as Error);
+      return Promise.all(
+        items.map((item) =>
+          this.db.query(q.insertRunnersWithTokens, this.insertValues([item])).then(
+            () => undefined,
+            (itemErr: unknown) => itemErr as Error,
+          ),
+        ),
+      );
+    }
   }
 
-  async get(organizationId: string, runnerId: string): Promise<RunnerRow | undefined> {
-    const { rows } = await this.db.query<RunnerRow>(q.get, [runnerId, organizationId]);
-    return rows[0];
+  private insertValues(items: { runner: NewRunner; tokenHash: Buffer; expiresAt: Date }[]): unknown[] {
+    const column = <T>(pick: (runner: NewRunner) => T) => items.map((item) => pick(item.runner));
+    return [
+      column((r) => r.id), column((r) => r.organizationId), column((r) => r.creatorId), column((r) => r.creatorPrincipal),
+      column((r) => r.name), column((r) => r.kind), column((r) => r.provider), column((r) => r.runnerManagerId),
+      column((r) => r.createdAt), column((r) => r.desiredPhase), column((r) => r.variant), column((r) => r.region),
+      column((r) => r.releaseChannel), column((r) => r.autoUpdate), column((r) => r.logLevel),
+      column((r) => r.devcontainerImageCacheEnabled), column((r) => r.continuousProfiling), column((r) => r.updateWindowStart),
+      column((r) => r.updateWindowEnd), column((r) => r.metricsEnabled), column((r) => r.metricsUrl),
+      column((r) => r.metricsUsername), column((r) => r.metricsPassword), column((r) => r.metricsManagedEnabled),
+      column((r) => r.metricsIncludeVerbose), items.map((item) => item.tokenHash), items.map((item) => item.expiresAt),
+    ];
+  }
+
+  /** Live runners with these ids, of any organization: callers check ownership. */
+  async getMany(runnerIds: string[]): Promise<RunnerRow[]> {
+    const { rows } = await this.db.query<RunnerRow>(q.getMany, [runnerIds]);
+    return rows;
   }
 
   /** Kind and deletion state of a runner of this organization (for telling errors apart). */
