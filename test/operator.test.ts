@@ -206,3 +206,35 @@ describe("migrations", () => {
     }
   });
 });
+
+describe("WORKERS (node:cluster)", () => {
+  it("refuses more than one worker on the embedded database", async () => {
+    const run = await runNode(["src/main.ts"], { DATA_DIR: tempDir(), WORKERS: "2" });
+    expect(run.code).toBe(2);
+    expect(run.stderr).toContain("WORKERS > 1 needs DATABASE_URL");
+  });
+
+  it.runIf(testDatabaseUrl())("serves from several processes on one port and stops them all on SIGTERM", async () => {
+    const port = 20_000 + Math.floor(Math.random() * 20_000);
+    const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
+      cwd: projectRoot,
+      env: { ...process.env, DATABASE_URL: testDatabaseUrl()!, WORKERS: "2", PORT: String(port), HOST: "127.0.0.1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (chunk) => (output += chunk));
+    child.stderr.on("data", (chunk) => (output += chunk));
+    const deadline = Date.now() + 30_000;
+    while ((output.match(/"msg":"ready"/g) ?? []).length < 2) {
+      if (Date.now() > deadline) throw new Error(`workers did not start:\n${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const pids = new Set([...output.matchAll(/"pid":(\d+)[^\n]*"msg":"ready"/g)].map((match) => match[1]));
+    expect(pids.size).toBe(2);
+    expect((await fetch(`http://127.0.0.1:${port}/readyz`)).status).toBe(200);
+    const exit = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    child.kill("SIGTERM");
+    expect(await exit).toBe(0);
+    await expect(fetch(`http://127.0.0.1:${port}/healthz`)).rejects.toThrow();
+  });
+});
