@@ -41,12 +41,44 @@ export function createDualServer(handler: Handler, timeouts: DualServerTimeouts)
   h1.timeout = timeouts.idleTimeoutMs * 2;
 
   const h2 = http2.createServer({}, handler);
-  const sessions = new Set<http2.Http2Session>();
-  h2.on("session", (session) => {
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-    session.setTimeout(timeouts.idleTimeoutMs, () => session.close());
+  // Each session with the socket it runs on (the session only exposes a proxy of it).
+  const sessions = new Map<http2.Http2Session, net.Socket>();
+  // The socket being handed to the h2 server: its 'session' event fires synchronously.
+  let handingOver: net.Socket | undefined;
+  // Like HTTP/1.1's requestTimeout: a request must have arrived whole (END_STREAM) within
+  // requestTimeoutMs, or its stream is cancelled; a slow client cannot hold streams open by
+  // dribbling bodies (each byte would reset an inactivity timer). The session lives on.
+  h2.on("stream", (stream: http2.ServerHttp2Stream) => {
+    if (stream.readableEnded) return;
+    const deadline = setTimeout(() => {
+      if (!stream.readableEnded && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+    }, timeouts.requestTimeoutMs);
+    deadline.unref();
+    stream.once("end", () => clearTimeout(deadline));
+    stream.once("close", () => clearTimeout(deadline));
   });
+  h2.on("session", (session) => {
+    const socket = handingOver!;
+    sessions.set(session, socket);
+    socket.once("close", () => sessions.delete(session));
+    session.setTimeout(timeouts.idleTimeoutMs, () => closeSession(session, socket));
+  });
+
+  /**
+   * Closes a session gracefully (its streams may finish). Once it is done, its socket gets a
+   * second to deliver the GOAWAY and is then destroyed: Node only half-closes it, so a client
+   * that neither reads nor closes would otherwise hold it, and keep close() waiting, forever.
+   */
+  function closeSession(session: http2.Http2Session, socket: net.Socket): void {
+    session.close();
+    const poll = setInterval(() => {
+      if (!session.destroyed) return;
+      clearInterval(poll);
+      setTimeout(() => socket.destroy(), 1_000).unref();
+    }, 100);
+    poll.unref();
+    socket.once("close", () => clearInterval(poll));
+  }
 
   const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
     let head = Buffer.alloc(0);
@@ -66,7 +98,13 @@ export function createDualServer(handler: Handler, timeouts: DualServerTimeouts)
       socket.off("readable", onReadable);
       clearTimeout(sniffDeadline);
       socket.unshift(head);
-      (looksH2 ? h2 : h1).emit("connection", socket);
+      if (looksH2) {
+        handingOver = socket;
+        h2.emit("connection", socket);
+        handingOver = undefined;
+      } else {
+        h1.emit("connection", socket);
+      }
     };
     socket.on("readable", onReadable);
     socket.on("error", () => socket.destroy());
@@ -82,11 +120,14 @@ export function createDualServer(handler: Handler, timeouts: DualServerTimeouts)
     closeIdleConnections: () => h1.closeIdleConnections(),
     // Fastify calls this on close; without it idle h2 sessions keep close() waiting.
     closeHttp2Sessions: () => {
-      for (const session of sessions) session.close();
+      for (const [session, socket] of sessions) closeSession(session, socket);
     },
     closeAllConnections: () => {
       h1.closeAllConnections();
-      for (const session of sessions) session.destroy();
+      for (const [session, socket] of sessions) {
+        session.destroy();
+        socket.destroy();
+      }
     },
   });
 }

@@ -1,6 +1,7 @@
 // Builds the Fastify application: Connect/gRPC/gRPC-Web routes for every service on one
 // port (HTTP/1.1 and h2c, or TLS with ALPN), gRPC reflection, health endpoints, metrics,
 // CORS, load shedding, request ids and structured logs.
+import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Writable } from "node:stream";
 import { pino } from "pino";
 import fastifyCors from "@fastify/cors";
@@ -36,7 +37,10 @@ import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
 import { runnerService } from "./services/runner-service.js";
-import { authFailureInterceptor, clientAddressKey, FailureLimiter } from "./rate-limit.js"; // reliability (issue 5)
+// reliability (issue 5): brute-force limits, client errors for undecodable requests, early answers on HTTP/1.1
+import { authFailureInterceptor, clientAddressKey, FailureLimiter } from "./rate-limit.js";
+import { withProtocolGuards, withSafeJsonDecoding } from "./protocol-guards.js";
+import { closeAfterEarlyResponse } from "./early-response.js";
 import { identityService } from "./services/identity-service.js";
 import { runnerInteractionService } from "./services/runner-interaction-service.js";
 
@@ -90,6 +94,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
 
   app.addHook("onRequest", async (request, reply) => {
     reply.header("x-request-id", request.id);
+    closeAfterEarlyResponse(request.raw as IncomingMessage, reply.raw as ServerResponse); // src/early-response.ts
   });
 
   const identities = new IdentityStore(db);
@@ -150,7 +155,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   };
 
   const connectOptions: Parameters<typeof fastifyConnectPlugin>[1] = {
-    routes,
+    routes: withProtocolGuards(routes, config), // src/protocol-guards.ts
     // Outermost first. Metrics see every call with its final code, shed ones included;
     // shedding comes before logging so an overload does not also flood the log.
     interceptors: [
@@ -168,7 +173,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     maxTimeoutMs: config.maxTimeoutMs,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
     shutdownError: new ConnectError("the server is shutting down", Code.Unavailable),
-    jsonOptions: { ignoreUnknownFields: true },
+    jsonOptions: withSafeJsonDecoding({ ignoreUnknownFields: true }), // src/protocol-guards.ts
   };
   // Served at the root and under /api, so SDKs configured with the public base URL's
   // path (https://app.gitpod.io/api) work unchanged against this host.
@@ -178,7 +183,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   // It describes only the public schema, so it has no authentication interceptor.
   await app.register(fastifyConnectPlugin, {
     ...connectOptions,
-    routes: reflectionRoutes([RunnerService, IdentityService, RunnerInteractionService]),
+    routes: withProtocolGuards(reflectionRoutes([RunnerService, IdentityService, RunnerInteractionService]), config),
     interceptors: [metrics.interceptor(), limiter.interceptor(), observeInterceptor()],
   });
 

@@ -11,7 +11,7 @@ import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { issueApiKey } from "../src/domain/accounts.js";
 import { generateToken } from "../src/domain/tokens.js";
 import { IdentityStore } from "../src/store/identity-store.js";
-import { postJson, protocols, startServer, testDatabaseUrl, uniqueSlug, type Protocol, type TestServer, type TestUser } from "./harness.js";
+import { postJson, protocols, startServer, testDatabaseUrl, uniqueSlug, type Protocol, type TestServer, type TestUser, failure } from "./harness.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 const ACCESS_TOKEN = /^rcpr_[0-9A-Za-z]{49}$/;
@@ -27,14 +27,6 @@ beforeAll(async () => {
 });
 afterAll(() => server?.close());
 
-async function failure(call: () => Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call();
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail");
-}
 
 async function newRunner(owner: TestUser = user): Promise<{ runnerId: string; exchangeToken: string }> {
   const response = await server.runners("connect-json", owner.apiKey).createRunner({ name: "identity runner", provider: RunnerProvider.AWS_EC2 });
