@@ -2,11 +2,10 @@
 // run) or the embedded database in DATA_DIR (stop the server first: PGlite is one process).
 // Output meant for scripts goes to stdout (the new key is always the last line); messages
 // go to stderr. Exit codes: 0 ok, 1 failure, 2 usage error, 3 not found.
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig } from "./config.js";
 import { systemClock } from "./clock.js";
-import { openDatabase, type Database } from "./db/database.js";
+import { openConfiguredDatabase, type Database } from "./db/database.js";
 import { migrate } from "./db/migrate.js";
 import { AccountError, issueApiKey } from "./domain/accounts.js";
 import { IdentityStore } from "./store/identity-store.js";
@@ -72,11 +71,7 @@ class UsageError extends Error {
 
 async function withDatabase<T>(fn: (db: Database) => Promise<T>): Promise<T> {
   const config = loadConfig();
-  const db = await openDatabase({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.databaseUrl ? undefined : join(config.dataDir, "pgdata"),
-    poolSize: 2,
-  });
+  const db = await openConfiguredDatabase(config, 2);
   try {
     await migrate(db);
     return await fn(db);

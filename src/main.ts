@@ -1,11 +1,10 @@
 // Entry point: configuration, database, migrations, then serve until SIGTERM/SIGINT.
 import "./abort-reason.js";
 import cluster from "node:cluster";
-import { join } from "node:path";
 import { pino, type Logger } from "pino";
 import { ConfigError, loadConfig } from "./config.js";
 import { systemClock } from "./clock.js";
-import { openDatabase } from "./db/database.js";
+import { openConfiguredDatabase, openDatabase } from "./db/database.js";
 import { migrate } from "./db/migrate.js";
 import { bootstrapEmptyDatabase } from "./bootstrap.js";
 import { build } from "./server.js";
@@ -25,11 +24,7 @@ async function main(): Promise<void> {
   // Startup and supervisor lines are few: write them synchronously, in order.
   const log = pino({ level: config.logLevel }, pino.destination({ dest: 1, sync: true }));
   if (config.workers > 1 && cluster.isPrimary) return supervise(config.workers, config.databaseUrl!, log);
-  const db = await openDatabase({
-    databaseUrl: config.databaseUrl,
-    dataDir: config.databaseUrl ? undefined : join(config.dataDir, "pgdata"),
-    poolSize: config.databasePoolSize,
-  });
+  const db = await openConfiguredDatabase(config, config.databasePoolSize);
   const applied = await migrate(db);
   if (applied.length > 0) log.info({ applied }, "migrations applied");
   if (db.kind === "embedded") {

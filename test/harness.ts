@@ -5,7 +5,7 @@ import { randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import type { AddressInfo } from "node:net";
 import { inject } from "vitest";
-import { ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import type { DescService } from "@bufbuild/protobuf";
 import type { FastifyInstance } from "fastify";
@@ -151,12 +151,17 @@ export async function postJson(
   return { status: response.status, body: parsed, headers: response.headers };
 }
 
-/** The error a call fails with; throws when it succeeds. */
-export async function failure(call: () => Promise<unknown>): Promise<ConnectError> {
+/** The error a call (a promise, or a function returning one) fails with; throws when it succeeds. */
+export async function failure(call: Promise<unknown> | (() => Promise<unknown>)): Promise<ConnectError> {
   try {
-    await call();
+    await (typeof call === "function" ? call() : call);
   } catch (err) {
     return ConnectError.from(err);
   }
-  throw new Error("expected the call to fail");
+  throw new Error("expected the call to fail, it succeeded");
+}
+
+/** The name of the code a call fails with ("NotFound", …). */
+export async function codeOf(call: Promise<unknown> | (() => Promise<unknown>)): Promise<string> {
+  return Code[(await failure(call)).code];
 }

@@ -18,7 +18,7 @@ import {
 import { RunnerKind, RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { Principal } from "../gen/gitpod/v1/identity_pb.js";
 import { ManualClock } from "../src/clock.js";
-import { postJson, protocols, startServer, type Protocol, type TestServer, type TestUser } from "./harness.js";
+import { codeOf, failure, postJson, protocols, startServer, type Protocol, type TestServer, type TestUser } from "./harness.js";
 
 let server: TestServer;
 let alice: TestUser; // organization A
@@ -40,19 +40,6 @@ const ENVIRONMENT_CLASS = {
   enabled: true,
 };
 
-/** The error a call fails with; fails the test when the call succeeds. */
-async function failure(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail, it succeeded");
-}
-
-async function codeOf(call: Promise<unknown>): Promise<string> {
-  return Code[(await failure(call)).code];
-}
 
 const ms = (timestamp: Timestamp | undefined) => timestampDate(timestamp!).getTime();
 

@@ -8,7 +8,7 @@ import Gitpod from "@gitpod/sdk";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { ListRunnersRequest_FilterSchema, Runner } from "../gen/gitpod/v1/runner_pb.js";
 import { RunnerKind, RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
-import { postJson, protocols, startServer, type TestServer, type TestUser } from "./harness.js";
+import { codeOf, postJson, protocols, startServer, type TestServer, type TestUser } from "./harness.js";
 
 type ListRequest = { filter?: MessageInitShape<typeof ListRunnersRequest_FilterSchema>; pagination?: { pageSize?: number; token?: string } };
 
@@ -21,18 +21,6 @@ afterAll(() => server?.close());
 
 const MANAGER_ID = "7b3f7c1e-2f0a-4d7e-9a55-0d7a0f3b6c11";
 
-async function failure(call: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await call;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("expected the call to fail, it succeeded");
-}
-
-async function codeOf(call: Promise<unknown>): Promise<string> {
-  return Code[(await failure(call)).code];
-}
 
 const ids = (runners: Runner[]) => runners.map((runner) => runner.runnerId);
 

@@ -2,6 +2,7 @@
 // real server, and the embedded PGlite (PostgreSQL compiled to WASM) for zero-setup runs.
 // Both execute the same SQL; stores never see which one they talk to.
 import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import pg from "pg";
 import { PGlite } from "@electric-sql/pglite";
 
@@ -50,6 +51,7 @@ export function sql(name: string, text: string): Statement {
 class PostgresDatabase implements Database {
   readonly kind = "postgres" as const;
   private readonly pool: pg.Pool;
+  private readonly poolQueryable: Queryable;
 
   constructor(
     private readonly connectionString: string,
@@ -67,25 +69,22 @@ class PostgresDatabase implements Database {
     // An idle client that loses its connection emits 'error' on the pool; without a listener
     // Node would crash the process. The pool drops the client and a later query reconnects.
     this.pool.on("error", () => {});
+    this.poolQueryable = pgQueryable(this.pool);
   }
 
-  async query<Row>(statement: Statement | string, values?: readonly unknown[]): Promise<QueryResult<Row>> {
-    const result =
-      typeof statement === "string"
-        ? await this.pool.query(statement, values as unknown[] | undefined)
-        : await this.pool.query({ name: statement.name, text: statement.text, values: values as unknown[] | undefined });
-    return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
+  query<Row>(statement: Statement | string, values?: readonly unknown[]): Promise<QueryResult<Row>> {
+    return this.poolQueryable.query<Row>(statement, values);
   }
 
-  async exec(script: string): Promise<void> {
-    await this.pool.query(script);
+  exec(script: string): Promise<void> {
+    return this.poolQueryable.exec(script);
   }
 
   async withConnection<T>(fn: (conn: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
-      return await fn(clientQueryable(client));
+      return await fn(pgQueryable(client));
     } catch (err) {
       if (isConnectionError(err)) broken = err as Error;
       throw err;
@@ -164,17 +163,30 @@ class PostgresDatabase implements Database {
   }
 }
 
-function clientQueryable(client: pg.PoolClient): Queryable {
+/** The same statement handling for the pool and for one checked-out client. */
+function pgQueryable(target: pg.Pool | pg.PoolClient): Queryable {
   return {
     async query<Row>(statement: Statement | string, values?: readonly unknown[]) {
-      const result =
-        typeof statement === "string"
-          ? await client.query(statement, values as unknown[] | undefined)
-          : await client.query({ name: statement.name, text: statement.text, values: values as unknown[] | undefined });
+      const config = typeof statement === "string" ? { text: statement } : { name: statement.name, text: statement.text };
+      const result = await target.query({ ...config, values: values as unknown[] | undefined });
       return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
     },
     async exec(script: string) {
-      await client.query(script);
+      await target.query(script);
+    },
+  };
+}
+
+/** PGlite and its transactions take the same calls; statement names do not apply. */
+function embeddedQueryable(target: Pick<PGlite, "query" | "exec">): Queryable {
+  return {
+    async query<Row>(statement: Statement | string, values?: readonly unknown[]) {
+      const text = typeof statement === "string" ? statement : statement.text;
+      const result = await target.query<Row>(text, values as unknown[] | undefined);
+      return { rows: result.rows, rowCount: embeddedRowCount(result) };
+    },
+    async exec(script: string) {
+      await target.exec(script);
     },
   };
 }
@@ -183,7 +195,11 @@ class EmbeddedDatabase implements Database {
   readonly kind = "embedded" as const;
   private inFlight = 0;
 
-  constructor(private readonly db: PGlite) {}
+  private readonly queryable: Queryable;
+
+  constructor(private readonly db: PGlite) {
+    this.queryable = embeddedQueryable(db);
+  }
 
   private async track<T>(work: () => Promise<T>): Promise<T> {
     this.inFlight++;
@@ -195,32 +211,15 @@ class EmbeddedDatabase implements Database {
   }
 
   query<Row>(statement: Statement | string, values?: readonly unknown[]): Promise<QueryResult<Row>> {
-    const text = typeof statement === "string" ? statement : statement.text;
-    return this.track(async () => {
-      const result = await this.db.query<Row>(text, values as unknown[] | undefined);
-      return { rows: result.rows, rowCount: embeddedRowCount(result) };
-    });
+    return this.track(() => this.queryable.query<Row>(statement, values));
   }
 
-  async exec(script: string): Promise<void> {
-    await this.track(() => this.db.exec(script));
+  exec(script: string): Promise<void> {
+    return this.track(() => this.queryable.exec(script));
   }
 
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
-    return this.track(() =>
-      this.db.transaction((tx) =>
-        fn({
-          async query<Row>(statement: Statement | string, values?: readonly unknown[]) {
-            const text = typeof statement === "string" ? statement : statement.text;
-            const result = await tx.query<Row>(text, values as unknown[] | undefined);
-            return { rows: result.rows, rowCount: embeddedRowCount(result) };
-          },
-          async exec(script: string) {
-            await tx.exec(script);
-          },
-        }),
-      ),
-    );
+    return this.track(() => this.db.transaction((tx) => fn(embeddedQueryable(tx))));
   }
 
   // One process owns an embedded database, so notifications cannot be missed.
@@ -256,6 +255,15 @@ export interface DatabaseOptions {
   /** Directory of the embedded database; undefined keeps it in memory (tests). */
   dataDir: string | undefined;
   poolSize: number;
+}
+
+/** The database a configuration names: DATABASE_URL, else the embedded one in DATA_DIR/pgdata. */
+export function openConfiguredDatabase(config: { databaseUrl: string | undefined; dataDir: string }, poolSize: number): Promise<Database> {
+  return openDatabase({
+    databaseUrl: config.databaseUrl,
+    dataDir: config.databaseUrl ? undefined : join(config.dataDir, "pgdata"),
+    poolSize,
+  });
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {

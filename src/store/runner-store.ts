@@ -284,6 +284,11 @@ export function insertLocalConfigurationRunner(tx: Queryable, organizationId: st
   return tx.query(q.insertLocalConfiguration, [randomUUID(), organizationId, now]);
 }
 
+/** Patches leave absent fields alone: SQL receives NULL, and COALESCE keeps the column. */
+function orNull<T>(value: T | undefined): T | null {
+  return value === undefined ? null : value;
+}
+
 export type ExistingRunner = { kind: number; deleted: boolean } | undefined;
 
 function applyAdditionalInfo(current: StoredFieldValue[], updates: NonNullable<StatusPatch["additionalInfo"]>) {
@@ -356,7 +361,6 @@ export class RunnerStore {
 
   /** False when nothing matched: no such live runner, or desired_phase on a runner that is not LOCAL_CONFIGURATION. */
   async update(organizationId: string, runnerId: string, patch: RunnerSpecPatch, now: Date): Promise<boolean> {
-    const orNull = <T>(value: T | undefined) => (value === undefined ? null : value);
     const { rowCount } = await this.db.query(q.update, [
       runnerId, organizationId, orNull(patch.name), orNull(patch.desiredPhase), orNull(patch.releaseChannel),
       orNull(patch.autoUpdate), orNull(patch.logLevel), orNull(patch.devcontainerImageCacheEnabled),
@@ -406,7 +410,6 @@ export class RunnerStore {
 
   async updateStatus(runnerId: string, patch: StatusPatch, now: Date): Promise<boolean> {
     const run = async (conn: Queryable, additionalInfo: StoredFieldValue[] | null) => {
-      const orNull = <T>(value: T | undefined) => (value === undefined ? null : value);
       const { rowCount } = await conn.query(q.updateStatus, [
         runnerId, orNull(patch.version), orNull(patch.systemDetails), orNull(patch.logUrl),
         orNull(patch.degradationMessage), orNull(patch.region), orNull(patch.llmUrl), orNull(patch.supportBundleUrl),
