@@ -32,6 +32,8 @@ export interface Config {
   corsAllowedOrigins: string[];
   /** Most RPCs handled at once; more are refused with `unavailable`. 0 = no limit. */
   maxInFlight: number;
+  /** Serve plain Connect JSON calls on the short path (src/connect-json-lane.ts); off = all through Connect's handler. */
+  jsonLane: boolean;
   // --- reliability (issue 5): slow-loris guards and brute-force limits ---
   /** Time to receive a request's headers, and to send the first bytes after connecting. */
   headersTimeoutMs: number;
@@ -46,6 +48,14 @@ export interface Config {
 }
 
 export class ConfigError extends Error {}
+
+function boolean(env: NodeJS.ProcessEnv, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  if (raw === "true" || raw === "1") return true;
+  if (raw === "false" || raw === "0") return false;
+  throw new ConfigError(`${name} must be true or false, got "${raw}"`);
+}
 
 const logLevels = ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const;
 
@@ -92,6 +102,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tls: tlsFiles(env),
     corsAllowedOrigins: origins(env),
     maxInFlight: integer(env, "MAX_IN_FLIGHT", 1024, 0, 1_000_000),
+    jsonLane: boolean(env, "JSON_FAST_PATH", true),
     ...reliability(env),
   };
 }

@@ -107,6 +107,8 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly methods = new Map<DescMethod, MethodStats>();
   private readonly exchangeOutcomes = { success: 0, rejected: 0 };
+  /** Calls answered by the Connect JSON short path (src/connect-json-lane.ts). */
+  jsonFastPathCalls = 0;
   private runnerCache: { at: number; value: Promise<{ phases: RunnerPhaseCounts; organizations: number }> } | undefined;
   private lastRunnerStats: { phases: RunnerPhaseCounts; organizations: number } | undefined;
 
@@ -151,6 +153,11 @@ export class Metrics {
       collector("rcp_exchange_token_total", "IdentityService.ExchangeToken calls by outcome: success, or rejected (unknown, used, expired or malformed token, or too many failures).", "counter", () => [
         { labels: { outcome: "success" }, value: this.exchangeOutcomes.success },
         { labels: { outcome: "rejected" }, value: this.exchangeOutcomes.rejected },
+      ]),
+    );
+    r.registerMetric(
+      collector("rcp_json_fast_path_requests_total", "Connect JSON calls answered by the short path rather than Connect's own handler (JSON_FAST_PATH).", "counter", () => [
+        { labels: {}, value: this.jsonFastPathCalls },
       ]),
     );
     r.registerMetric(

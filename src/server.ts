@@ -37,6 +37,7 @@ import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
 import { runnerService } from "./services/runner-service.js";
+import { connectJsonLane, serviceRoute, type ServiceRoute } from "./connect-json-lane.js";
 // reliability (issue 5): brute-force limits, client errors for undecodable requests, early answers on HTTP/1.1
 import { authFailureInterceptor, clientAddressKey, FailureLimiter } from "./rate-limit.js";
 import { withProtocolGuards, withSafeJsonDecoding } from "./protocol-guards.js";
@@ -148,33 +149,55 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     });
   }
 
+  const services: ServiceRoute[] = [
+    serviceRoute(RunnerService, runnerService(registry)),
+    serviceRoute(IdentityService, identityService(registry)),
+    serviceRoute(RunnerInteractionService, runnerInteractionService(registry)),
+  ];
   const routes = (router: ConnectRouter) => {
-    router.service(RunnerService, runnerService(registry));
-    router.service(IdentityService, identityService(registry));
-    router.service(RunnerInteractionService, runnerInteractionService(registry));
+    for (const { service, impl } of services) router.service(service, impl as never);
   };
 
+  // Outermost first. Metrics see every call with its final code, shed ones included;
+  // shedding comes before logging so an overload does not also flood the log.
+  const interceptors = [
+    metrics.interceptor(),
+    limiter.interceptor(),
+    observeInterceptor(),
+    authFailureInterceptor(authFailures),
+    authInterceptor(authenticator),
+    paginationQueryInterceptor(),
+    validateInterceptor(),
+  ];
+  const contextValues = (request: FastifyRequest) =>
+    createContextValues().set(requestIdKey, request.id).set(loggerKey, request.log).set(clientAddressKey, request.socket.remoteAddress);
+  const jsonOptions = withSafeJsonDecoding({ ignoreUnknownFields: true }); // src/protocol-guards.ts
   const connectOptions: Parameters<typeof fastifyConnectPlugin>[1] = {
     routes: withProtocolGuards(routes, config), // src/protocol-guards.ts
-    // Outermost first. Metrics see every call with its final code, shed ones included;
-    // shedding comes before logging so an overload does not also flood the log.
-    interceptors: [
-      metrics.interceptor(),
-      limiter.interceptor(),
-      observeInterceptor(),
-      authFailureInterceptor(authFailures),
-      authInterceptor(authenticator),
-      paginationQueryInterceptor(),
-      validateInterceptor(),
-    ],
-    contextValues: (request: FastifyRequest) =>
-      createContextValues().set(requestIdKey, request.id).set(loggerKey, request.log).set(clientAddressKey, request.socket.remoteAddress),
+    interceptors,
+    contextValues,
     readMaxBytes: config.maxRequestBytes,
     maxTimeoutMs: config.maxTimeoutMs,
     shutdownTimeoutMs: config.shutdownTimeoutMs,
     shutdownError: new ConnectError("the server is shutting down", Code.Unavailable),
-    jsonOptions: withSafeJsonDecoding({ ignoreUnknownFields: true }), // src/protocol-guards.ts
+    jsonOptions,
   };
+  // Plain Connect JSON calls take a shorter path with the same interceptors and handlers
+  // (src/connect-json-lane.ts). After CORS, whose onRequest hook must see them first.
+  if (config.jsonLane) {
+    app.addHook(
+      "onRequest",
+      connectJsonLane({
+        services,
+        prefixes: ["/api"],
+        interceptors,
+        jsonOptions,
+        readMaxBytes: config.maxRequestBytes,
+        contextValues,
+        onServed: () => metrics.jsonFastPathCalls++,
+      }),
+    );
+  }
   // Served at the root and under /api, so SDKs configured with the public base URL's
   // path (https://app.gitpod.io/api) work unchanged against this host.
   await app.register(fastifyConnectPlugin, connectOptions);

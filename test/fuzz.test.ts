@@ -14,11 +14,8 @@ import {
   create,
   fromBinary,
   fromJsonString,
-  ScalarType,
   toBinary,
   toJson,
-  type DescField,
-  type DescMessage,
   type DescMethod,
   type JsonValue,
 } from "@bufbuild/protobuf";
@@ -29,6 +26,7 @@ import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { generateToken } from "../src/domain/tokens.js";
 import { frame, outcomeOf, RawClient, type RawRequest, type WireProtocol } from "./raw-rpc.js";
 import { startServer, type TestServer, type TestUser } from "./harness.js";
+import { messageArbitraries } from "./message-arbitrary.js";
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 300); // batches per protocol; a batch is 1..8 requests
 const SEED = process.env.FUZZ_SEED === undefined ? (Date.now() ^ Math.floor(Math.random() * 0x100000000)) | 0 : Number(process.env.FUZZ_SEED);
@@ -111,71 +109,7 @@ const stringArb = (): fc.Arbitrary<string> =>
     { weight: 1, arbitrary: fc.constantFrom(fixtures.accessToken, fixtures.exchangeToken, user.apiKey, generateToken("exchange")) },
   );
 
-function scalarArb(field: { scalar: ScalarType; longAsString?: boolean }): fc.Arbitrary<unknown> {
-  const long = (min: bigint, max: bigint) => fc.bigInt(min, max).map((v) => (field.longAsString ? v.toString() : v));
-  switch (field.scalar) {
-    case ScalarType.STRING:
-      return stringArb();
-    case ScalarType.BOOL:
-      return fc.boolean();
-    case ScalarType.BYTES:
-      return fc.oneof(fc.uint8Array({ maxLength: 40 }), fc.constant(new Uint8Array(32)));
-    case ScalarType.DOUBLE:
-      return fc.double();
-    case ScalarType.FLOAT:
-      return fc.float();
-    case ScalarType.INT32:
-    case ScalarType.SINT32:
-    case ScalarType.SFIXED32:
-      return fc.oneof(fc.integer({ min: -3, max: 30 }), fc.integer());
-    case ScalarType.UINT32:
-    case ScalarType.FIXED32:
-      return fc.oneof(fc.nat(30), fc.nat());
-    case ScalarType.INT64:
-    case ScalarType.SINT64:
-    case ScalarType.SFIXED64:
-      return long(-(2n ** 63n), 2n ** 63n - 1n);
-    case ScalarType.UINT64:
-    case ScalarType.FIXED64:
-      return long(0n, 2n ** 64n - 1n);
-  }
-}
-
-function singleArb(field: DescField, depth: number): fc.Arbitrary<unknown> {
-  const kind = field.fieldKind === "list" ? field.listKind : field.fieldKind === "map" ? field.mapKind : field.fieldKind;
-  if (kind === "enum") {
-    const values = field.enum!.values.map((v) => v.number);
-    return fc.oneof({ weight: 4, arbitrary: fc.constantFrom(...values) }, { weight: 1, arbitrary: fc.integer({ min: -5, max: 1000 }) });
-  }
-  if (kind === "message") return messageInitArb(field.message!, depth + 1);
-  return scalarArb(field as { scalar: ScalarType; longAsString?: boolean });
-}
-
-function fieldArb(field: DescField, depth: number): fc.Arbitrary<unknown> {
-  if (field.fieldKind === "list") return fc.array(singleArb(field, depth), { maxLength: 4 });
-  if (field.fieldKind === "map") {
-    const key = scalarArb({ scalar: field.mapKey }).map((k) => String(k));
-    return fc.array(fc.tuple(key, singleArb(field, depth)), { maxLength: 3 }).map((entries) => Object.fromEntries(entries));
-  }
-  return singleArb(field, depth);
-}
-
-/** An init object for create(): each field present or not, oneofs with one case or none. */
-function messageInitArb(desc: DescMessage, depth = 0): fc.Arbitrary<Record<string, unknown>> {
-  if (depth > 4) return fc.constant({});
-  const parts: fc.Arbitrary<[string, unknown] | undefined>[] = [];
-  for (const field of desc.fields) {
-    if (field.oneof) continue;
-    parts.push(fc.option(fieldArb(field, depth).map((v): [string, unknown] => [field.localName, v]), { nil: undefined, freq: 2 }));
-  }
-  for (const oneof of desc.oneofs) {
-    const cases = oneof.fields.map((field) =>
-      singleArb(field, depth).map((value): [string, unknown] => [oneof.localName, { case: field.localName, value }]),
-    );
-    parts.push(fc.option(fc.oneof(...cases), { nil: undefined, freq: 2 }));
-  }
-  return fc.tuple(...parts).map((entries) => Object.fromEntries(entries.filter((e): e is [string, unknown] => e !== undefined)));
-}
+const { messageInitArb } = messageArbitraries({ strings: () => stringArb() });
 
 const badUtf8 = [[0xff], [0xc3, 0x28], [0x80], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82]].map((b) => Uint8Array.from(b));
 

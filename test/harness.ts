@@ -94,7 +94,7 @@ export async function startServer(
     const interceptors = [bearer(token)];
     switch (protocol) {
       case "connect-json":
-        return createConnectTransport({ baseUrl, httpVersion: "1.1", interceptors });
+        return createConnectTransport({ baseUrl, httpVersion: "1.1", useBinaryFormat: false, interceptors }); // connect-node defaults to binary
       case "connect-binary":
         return createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat: true, interceptors });
       case "grpc":

@@ -4,7 +4,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
-import { PGlite } from "@electric-sql/pglite";
+import type { PGlite } from "@electric-sql/pglite";
 
 /** A SQL statement with a stable name, so the pg driver prepares it once per connection. */
 export interface Statement {
@@ -269,6 +269,8 @@ export function openConfiguredDatabase(config: { databaseUrl: string | undefined
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.databaseUrl) return new PostgresDatabase(options.databaseUrl, options.poolSize);
   if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true });
+  // Loaded only when used: a server on PostgreSQL does not carry the embedded engine's code.
+  const { PGlite } = await import("@electric-sql/pglite");
   const db = options.dataDir === undefined ? new PGlite() : new PGlite(options.dataDir);
   await db.waitReady;
   return new EmbeddedDatabase(db);
