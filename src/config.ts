@@ -32,8 +32,8 @@ export interface Config {
   corsAllowedOrigins: string[];
   /** Most RPCs handled at once; more are refused with `unavailable`. 0 = no limit. */
   maxInFlight: number;
-  /** Serve plain Connect JSON calls on the short path (src/connect-json-lane.ts); off = all through Connect's handler. */
-  jsonLane: boolean;
+  /** Serve plain unary Connect and gRPC calls on the short path (src/unary-fast-path.ts); off = all through Connect's handler. */
+  unaryFastPath: boolean;
   // --- reliability (issue 5): slow-loris guards and brute-force limits ---
   /** Time to receive a request's headers, and to send the first bytes after connecting. */
   headersTimeoutMs: number;
@@ -102,7 +102,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tls: tlsFiles(env),
     corsAllowedOrigins: origins(env),
     maxInFlight: integer(env, "MAX_IN_FLIGHT", 1024, 0, 1_000_000),
-    jsonLane: boolean(env, "JSON_FAST_PATH", true),
+    unaryFastPath: boolean(env, "UNARY_FAST_PATH", true),
     ...reliability(env),
   };
 }

@@ -107,8 +107,8 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly methods = new Map<DescMethod, MethodStats>();
   private readonly exchangeOutcomes = { success: 0, rejected: 0 };
-  /** Calls answered by the Connect JSON short path (src/connect-json-lane.ts). */
-  jsonFastPathCalls = 0;
+  /** Calls answered by the unary short path (src/unary-fast-path.ts), by protocol. */
+  private readonly fastPathCalls = new Map<string, number>();
   private runnerCache: { at: number; value: Promise<{ phases: RunnerPhaseCounts; organizations: number }> } | undefined;
   private lastRunnerStats: { phases: RunnerPhaseCounts; organizations: number } | undefined;
 
@@ -156,9 +156,9 @@ export class Metrics {
       ]),
     );
     r.registerMetric(
-      collector("rcp_json_fast_path_requests_total", "Connect JSON calls answered by the short path rather than Connect's own handler (JSON_FAST_PATH).", "counter", () => [
-        { labels: {}, value: this.jsonFastPathCalls },
-      ]),
+      collector("rcp_unary_fast_path_requests_total", "Unary calls answered by the short path rather than Connect's own handler (UNARY_FAST_PATH), by protocol.", "counter", () =>
+        [...this.fastPathCalls].map(([protocol, value]) => ({ labels: { protocol }, value })),
+      ),
     );
     r.registerMetric(
       collector("rcp_db_pool_connections", "Database connections open in the pool, by state (idle or in_use).", "gauge", () => {
@@ -200,6 +200,10 @@ export class Metrics {
       }),
     );
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: r });
+  }
+
+  fastPathServed(protocol: string): void {
+    this.fastPathCalls.set(protocol, (this.fastPathCalls.get(protocol) ?? 0) + 1);
   }
 
   /** Outermost interceptor: counts and times every RPC by its final (public) status code. */

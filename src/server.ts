@@ -6,7 +6,8 @@ import type { Writable } from "node:stream";
 import { pino } from "pino";
 import fastifyCors from "@fastify/cors";
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
-import { Code, ConnectError, cors as connectCors, createContextValues, type ConnectRouter } from "@connectrpc/connect";
+import { Code, ConnectError, cors as connectCors, createConnectRouter, createContextValues, type ConnectRouter } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import { fastify, LogController, type FastifyInstance, type FastifyRequest, type FastifyServerFactory } from "fastify";
 import type { Config } from "./config.js";
 import { systemClock, type Clock } from "./clock.js";
@@ -37,7 +38,7 @@ import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
 import { runnerService } from "./services/runner-service.js";
-import { connectJsonLane, serviceRoute, type ServiceRoute } from "./connect-json-lane.js";
+import { serviceRoute, unaryFastPath, type ServiceRoute } from "./unary-fast-path.js";
 // reliability (issue 5): brute-force limits, client errors for undecodable requests, early answers on HTTP/1.1
 import { authFailureInterceptor, clientAddressKey, FailureLimiter } from "./rate-limit.js";
 import { withProtocolGuards, withSafeJsonDecoding } from "./protocol-guards.js";
@@ -182,19 +183,24 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     shutdownError: new ConnectError("the server is shutting down", Code.Unavailable),
     jsonOptions,
   };
-  // Plain Connect JSON calls take a shorter path with the same interceptors and handlers
-  // (src/connect-json-lane.ts). After CORS, whose onRequest hook must see them first.
-  if (config.jsonLane) {
+  // Plain unary Connect and gRPC calls take a shorter path with the same interceptors and
+  // handlers (src/unary-fast-path.ts), which hands anything unusual to Connect's own handlers
+  // (a router of its own, built from the same options). After CORS, whose onRequest hook must
+  // see them first.
+  if (config.unaryFastPath) {
+    const connectRouter = createConnectRouter({ ...connectOptions, acceptCompression: [compressionGzip, compressionBrotli] });
+    connectOptions.routes!(connectRouter);
     app.addHook(
       "onRequest",
-      connectJsonLane({
+      unaryFastPath({
         services,
         prefixes: ["/api"],
         interceptors,
         jsonOptions,
         readMaxBytes: config.maxRequestBytes,
         contextValues,
-        onServed: () => metrics.jsonFastPathCalls++,
+        connectHandlers: connectRouter.handlers,
+        onServed: (protocol) => metrics.fastPathServed(protocol),
       }),
     );
   }
