@@ -295,8 +295,9 @@ function timestampOf(date: Date): { seconds: bigint; nanos: number } {
 
 /** The row a freshly created runner would read back as, without a round trip. */
 export function rowOfNewRunner(runner: NewRunner): RunnerRow {
-  return {
-    ...runner,
+  // Object.assign, not a spread: on Node 20, `{ ...runner, <16 more properties> }` takes a slow
+  // path in V8 that cost about 45 µs per CreateRunner (bench/README.md).
+  return Object.assign({}, runner, {
     updatedAt: runner.createdAt,
     publicKey: null,
     signedUpAt: null,
@@ -312,5 +313,5 @@ export function rowOfNewRunner(runner: NewRunner): RunnerRow {
     additionalInfo: [],
     capabilities: [],
     gatewayInfo: null,
-  };
+  });
 }
