@@ -165,13 +165,21 @@ function rssOf(pid: number): number {
   }
 }
 
+/** The node arguments of `npm start` (V8 flags and the script), so the bench runs what production runs. */
+function startArguments(): string[] {
+  const start = (JSON.parse(readFileSync(join(projectRoot, "package.json"), "utf8")) as { scripts: { start: string } }).scripts.start;
+  const [command, ...args] = start.trim().split(/\s+/);
+  if (command !== "node") throw new Error(`npm start is not a plain node command: ${start}`);
+  return args;
+}
+
 async function startServer(): Promise<RunningServer> {
   const port = await freePort();
   const logFile = join(work, `server-${port}.log`);
   const out = openSync(logFile, "a");
   const started = performance.now();
   const profile = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : [];
-  const child = spawn(process.execPath, [...profile, "dist/src/main.js"], {
+  const child = spawn(process.execPath, [...profile, ...startArguments()], {
     cwd: projectRoot,
     env: {
       ...process.env,
