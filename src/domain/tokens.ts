@@ -4,7 +4,7 @@
 // table to look in; the checksum rejects typos and garbage without a database round trip.
 // Only the SHA-256 of a whole token is stored. With 256 bits of entropy a fast hash is
 // enough: nothing can be brute-forced from it.
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { createHash, randomFillSync, timingSafeEqual } from "node:crypto";
 import { crc32 } from "node:zlib";
 
 export const TokenKind = {
@@ -19,14 +19,25 @@ const BODY_LENGTH = 43; // 43 * log2(62) = 256.1 bits
 const CHECKSUM_LENGTH = 6; // 62^6 > 2^32
 const TOKEN_PATTERN = /^(rcp[kxr]_)([0-9A-Za-z]{43})([0-9A-Za-z]{6})$/;
 
+// Random bytes are drawn from the CSPRNG a few KiB at a time (as Node does for randomUUID)
+// instead of one system call per token; each byte is used once.
+const randomPool = Buffer.alloc(4096);
+let randomPoolOffset = randomPool.length;
+
+function randomByte(): number {
+  if (randomPoolOffset === randomPool.length) {
+    randomFillSync(randomPool);
+    randomPoolOffset = 0;
+  }
+  return randomPool[randomPoolOffset++]!;
+}
+
 function randomBase62(length: number): string {
   let out = "";
   while (out.length < length) {
-    for (const byte of randomBytes(length * 2)) {
-      // 248 = 4 * 62: reject the top bytes so every character is equally likely.
-      if (byte < 248) out += ALPHABET[byte % 62];
-      if (out.length === length) break;
-    }
+    const byte = randomByte();
+    // 248 = 4 * 62: reject the top bytes so every character is equally likely.
+    if (byte < 248) out += ALPHABET[byte % 62];
   }
   return out;
 }
