@@ -12,7 +12,7 @@ export interface Config {
   logLevel: "fatal" | "error" | "warn" | "info" | "debug" | "trace" | "silent";
   /** Largest accepted request message, in bytes (answered `resource_exhausted` above it). */
   maxRequestBytes: number;
-  /** Upper bound for client deadlines (Connect-Timeout-Ms / grpc-timeout), and default when none is sent. */
+  /** Upper bound for client deadlines (Connect-Timeout-Ms / grpc-timeout); a call that sends none has none. */
   maxTimeoutMs: number;
   /** How long in-flight requests may run after SIGTERM before they are cancelled. */
   shutdownTimeoutMs: number;
