@@ -533,7 +533,8 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       lines.push("", "Protocol overhead for GetRunner (same generator, h2c): " +
         protocolRows.map(([key, rps]) => `${key} ${fmt(rps)} req/s (${fmt((1 - rps / fastest) * 100)} % below fastest)`).join(", ") + ".");
     }
-    writeFileSync(join(projectRoot, "bench/results/latest.md"), lines.join("\n") + "\n");
+    // A run of some scenarios only must not replace the last full table.
+    writeFileSync(join(projectRoot, ONLY ? "bench/results/partial.md" : "bench/results/latest.md"), lines.join("\n") + "\n");
     process.stdout.write(lines.join("\n") + "\n\n");
 
     const heartbeatRow = byKey("heartbeat");
