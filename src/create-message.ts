@@ -15,33 +15,24 @@ import {
   type MessageInitShape,
   type MessageShape,
 } from "@bufbuild/protobuf";
+import { GeneratedFunction, perMessageType } from "./compiled-per-type.js";
 
 type Factory = (init: unknown) => object;
 
 const EDITION_PROTO3 = 999; // google.protobuf.Edition.EDITION_PROTO3
 const IMPLICIT = 2; // google.protobuf.FeatureSet.FieldPresence.IMPLICIT
-const compiled = new WeakMap<DescMessage, Factory>();
-
 /** Same as `create(schema, init)`. */
 export function createMessage<Desc extends DescMessage>(schema: Desc, init?: MessageInitShape<Desc>): MessageShape<Desc> {
   return factoryOf(schema)(init) as MessageShape<Desc>;
 }
 
-function factoryOf(schema: DescMessage): Factory {
-  let factory = compiled.get(schema);
-  if (factory === undefined) {
-    let body: Factory | undefined;
-    factory = (init) => body!(init); // for recursive types while compiling
-    compiled.set(schema, factory);
-    body = schema.file.edition === EDITION_PROTO3 ? compile(schema) : (init) => create(schema, init as never);
-    compiled.set(schema, body);
-  }
-  return factory;
-}
+const factoryOf = perMessageType<Factory>((schema) =>
+  schema.file.edition === EDITION_PROTO3 ? compile(schema) : (init) => create(schema, init as never),
+);
 
 function compile(schema: DescMessage): Factory {
-  const refs: unknown[] = [];
-  const ref = (value: unknown) => `r[${refs.push(value) - 1}]`;
+  const generated = new GeneratedFunction();
+  const ref = (value: unknown) => generated.ref(value);
   const type = JSON.stringify(schema.typeName);
   // The zero message: oneofs and implicit-presence fields, in member order, as createZeroMessage.
   const zero: string[] = [`$typeName: ${type}`];
@@ -65,8 +56,7 @@ function compile(schema: DescMessage): Factory {
     lines.push(`v = init[${name}];`, `if (v != null) m[${name}] = ${callCode(converter(member), ref)};`);
   }
   lines.push("return m;");
-  const factory = new Function("r", `return function create(init) {\n${lines.join("\n")}\n};`) as (refs: unknown[]) => Factory;
-  return factory(refs);
+  return generated.build<Factory>("create", "init", lines);
 }
 
 function callCode(convert: (value: unknown) => unknown, ref: (value: unknown) => string): string {

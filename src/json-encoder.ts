@@ -8,34 +8,22 @@
 //
 // The output is exactly protobuf-es' `toJsonString` with default write options (fields in
 // field-number order, implicit zero values omitted, int64 as strings, enum names, Timestamps in
-// RFC 3339): test/json-encoder.test.ts compares both on generated messages. Well-known types other
+// RFC 3339): test/compiled-protobuf.test.ts compares both on generated messages. Well-known types other
 // than Timestamp, and anything this encoder would reject, go to protobuf-es itself, so its errors
 // stay the same too.
 import { ScalarType, toJson, type DescEnum, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { base64Encode } from "@bufbuild/protobuf/wire";
+import { GeneratedFunction, perMessageType } from "./compiled-per-type.js";
 
 type MessageObject = Record<string, unknown>;
 type Encoder = (message: MessageObject) => string;
-
-const compiled = new WeakMap<DescMessage, Encoder>();
 
 /** The JSON text of `message`, identical to `toJsonString(schema, message)`. */
 export function encodeJson(schema: DescMessage, message: object): string {
   return encoderOf(schema)(message as MessageObject);
 }
 
-function encoderOf(schema: DescMessage): Encoder {
-  let encode = compiled.get(schema);
-  if (encode === undefined) {
-    // Registered before compiling, so that recursive types find it.
-    let body: Encoder | undefined;
-    encode = (message) => body!(message);
-    compiled.set(schema, encode);
-    body = compileMessage(schema);
-    compiled.set(schema, body);
-  }
-  return encode;
-}
+const encoderOf = perMessageType(compileMessage);
 
 const IMPLICIT = 2; // google.protobuf.FeatureSet.FieldPresence.IMPLICIT
 const TIMESTAMP = "google.protobuf.Timestamp";
@@ -47,8 +35,8 @@ function compileMessage(schema: DescMessage): Encoder {
   if (schema.typeName === TIMESTAMP) return (message) => timestampToJson(schema, message);
   if (schema.typeName.startsWith("google.protobuf.")) return (message) => JSON.stringify(toJson(schema, message as never));
   // Values the generated code refers to (encoders of other types, enum tables, helpers).
-  const refs: unknown[] = [];
-  const ref = (value: unknown) => `r[${refs.push(value) - 1}]`;
+  const generated = new GeneratedFunction();
+  const ref = (value: unknown) => generated.ref(value);
   const lines = ['let s = "{", v;'];
   const fields = schema.fields.concat().sort((a, b) => a.number - b.number);
   for (const field of fields) {
@@ -74,8 +62,7 @@ function compileMessage(schema: DescMessage): Encoder {
     }
   }
   lines.push('return s + "}";');
-  const factory = new Function("r", `return function encode(m) {\n${lines.join("\n")}\n};`) as (refs: unknown[]) => Encoder;
-  return factory(refs);
+  return generated.build<Encoder>("encode", "m", lines);
 }
 
 /** When a singular field is written (protobuf-es' isFieldSet). */

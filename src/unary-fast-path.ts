@@ -37,7 +37,7 @@ import {
 } from "@connectrpc/connect/protocol";
 import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
 import { grpcStatusOk, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
-import { compressionBrotli, compressionGzip, universalResponseToNodeResponse } from "@connectrpc/connect-node";
+import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
 import { createMessage } from "./create-message.js";
 import { encodeJson } from "./json-encoder.js";
@@ -142,7 +142,6 @@ function protocolOf(request: FastifyRequest, readMaxBytes: number): FastPathProt
   if (contentType === undefined) return undefined;
   const length = headers["content-length"];
   let protocol: FastPathProtocol;
-  let limit = readMaxBytes;
   const binary = CONNECT_CONTENT_TYPES.get(contentType);
   if (binary !== undefined) {
     if (headers["content-encoding"] !== undefined || headers["connect-timeout-ms"] !== undefined) return undefined;
@@ -151,12 +150,16 @@ function protocolOf(request: FastifyRequest, readMaxBytes: number): FastPathProt
     const encoding = headers["grpc-encoding"];
     if ((encoding !== undefined && encoding !== "identity") || headers["grpc-timeout"] !== undefined) return undefined;
     protocol = "grpc";
-    limit += ENVELOPE_HEADER_BYTES;
   } else {
     return undefined;
   }
   // A body declared too large gets Connect's own handling and error.
-  return length === undefined || (/^\d{1,10}$/.test(length) && Number(length) <= limit) ? protocol : undefined;
+  return length === undefined || (/^\d{1,10}$/.test(length) && Number(length) <= bodyLimit(protocol, readMaxBytes)) ? protocol : undefined;
+}
+
+/** Most bytes a request body may have: one message, plus its envelope header for gRPC. */
+function bodyLimit(protocol: FastPathProtocol, readMaxBytes: number): number {
+  return protocol === "grpc" ? readMaxBytes + ENVELOPE_HEADER_BYTES : readMaxBytes;
 }
 
 type UnaryImplementation = (message: object, context: HandlerContext) => unknown;
@@ -215,10 +218,9 @@ type RawRequest = IncomingMessage | Http2ServerRequest;
 async function serve(entry: FastMethod, protocol: FastPathProtocol, request: FastifyRequest, reply: FastifyReply, options: FastPathOptions): Promise<void> {
   const raw = request.raw as RawRequest;
   const declared = request.headers["content-length"];
-  const limit = protocol === "grpc" ? options.readMaxBytes + ENVELOPE_HEADER_BYTES : options.readMaxBytes;
   let body: Body;
   try {
-    body = await readBody(raw, declared === undefined ? undefined : Number(declared), limit);
+    body = await readBody(raw, declared === undefined ? undefined : Number(declared), bodyLimit(protocol, options.readMaxBytes));
   } catch (err) {
     // The client went away while sending: there is no one to answer.
     request.log.debug({ err }, "request body not received");
@@ -336,14 +338,10 @@ async function writeGrpc(
 /** Hands the call to Connect's own handler, with the part of the body already read. */
 async function handBack(entry: FastMethod, request: FastifyRequest, reply: FastifyReply, body: Body, contextValues: ContextValues): Promise<void> {
   const raw = request.raw as RawRequest;
+  // The request as connect-fastify would give it to Connect, but with the body we have read.
   const universal: UniversalServerRequest = {
-    httpVersion: raw.httpVersion,
-    method: "POST",
-    url: absoluteUrl(raw),
-    header: webHeaders(raw),
+    ...universalRequestFromNodeRequest(raw, reply.raw, undefined, contextValues),
     body: body.complete || body.ended ? createAsyncIterable([body.bytes]) : restOf(body.chunks, raw),
-    signal: closeSignal(raw, reply.raw as ServerResponse),
-    contextValues,
   };
   reply.hijack();
   const response = await entry.connect(universal);

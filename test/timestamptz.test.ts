@@ -1,13 +1,12 @@
 // The timestamptz parser given to pg (src/db/timestamptz.ts) must read every text PostgreSQL
 // can send exactly as pg's default parser (postgres-date) does.
-import { createRequire } from "node:module";
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { parseTimestamptz } from "../src/db/timestamptz.js";
+import { parseTimestamptz, TIMESTAMPTZ_OID } from "../src/db/timestamptz.js";
 import pg from "pg";
 import { testDatabaseUrl } from "./harness.js";
 
-const postgresDate = createRequire(import.meta.url)("postgres-date") as (text: string) => Date | number | null;
+const postgresDate = pg.types.getTypeParser(TIMESTAMPTZ_OID, "text") as (text: string) => Date | number | null;
 const same = (value: Date | number | null) => (value instanceof Date ? { date: value.getTime() } : { value });
 const pad = (n: number, width: number) => String(n).padStart(width, "0");
 
@@ -58,7 +57,7 @@ describe("timestamptz parser", () => {
   });
 
   it.skipIf(!testDatabaseUrl())("reads what PostgreSQL sends in other session time zones", async () => {
-    const client = new pg.Client({ connectionString: testDatabaseUrl(), types: { getTypeParser: (oid: number) => (oid === 1184 ? parseTimestamptz : pg.types.getTypeParser(oid)) } });
+    const client = new pg.Client({ connectionString: testDatabaseUrl(), types: { getTypeParser: (oid: number) => (oid === TIMESTAMPTZ_OID ? parseTimestamptz : pg.types.getTypeParser(oid)) } });
     await client.connect();
     try {
       for (const zone of ["UTC", "Asia/Kolkata", "America/St_Johns", "Pacific/Chatham", "Europe/Amsterdam", "America/Los_Angeles"]) {

@@ -4,7 +4,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
-import { parseTimestamptz } from "./timestamptz.js";
+import { parseTimestamptz, TIMESTAMPTZ_OID } from "./timestamptz.js";
 import type { PGlite } from "@electric-sql/pglite";
 
 /** A SQL statement with a stable name, so the pg driver prepares it once per connection. */
@@ -48,8 +48,6 @@ export function sql(name: string, text: string): Statement {
 
 // Timestamps, uuids and bytea parse the same in both drivers; bigint (int8) would not,
 // so our SQL never returns one.
-
-const TIMESTAMPTZ_OID = 1184;
 
 /** pg's type parsers, with a faster reader of timestamptz text (src/db/timestamptz.ts). */
 const typeParser = ((oid: number, format?: "text" | "binary") =>

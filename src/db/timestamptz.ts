@@ -2,15 +2,16 @@
 // driver. pg's default (postgres-date) runs three regular expressions per value; a page of 25
 // runners has about a hundred timestamps, and their parsing was 9 % of a ListRunners call's CPU
 // (bench/README.md). This reads the usual shape by character positions and gives anything else
-// (BC dates, years before 1000, infinity, other layouts) to postgres-date, so the result is
-// always postgres-date's: test/timestamptz.test.ts compares the two.
-import { createRequire } from "node:module";
+// (BC dates, years before 1000, infinity, other layouts) to pg's default, so the result is
+// always pg's own: test/timestamptz.test.ts compares the two.
+import pg from "pg";
 
-const postgresDate = createRequire(import.meta.url)("postgres-date") as (text: string) => Date | number | null;
+export const TIMESTAMPTZ_OID = 1184;
+const postgresDate = pg.types.getTypeParser(TIMESTAMPTZ_OID, "text") as (text: string) => Date | number | null;
 
 const ZERO = 48;
 
-/** Same as postgres-date for `timestamptz` text. */
+/** Same as pg's default parser (postgres-date) for `timestamptz` text. */
 export function parseTimestamptz(text: string): Date | number | null {
   // YYYY-MM-DD HH:MM:SS, then an optional fraction, then ±HH[:MM[:SS]].
   const length = text.length;
