@@ -24,8 +24,8 @@ RUN mkdir -p /data && chown node:node /data
 USER node
 VOLUME ["/data"]
 EXPOSE 8080
-# GET /healthz on $PORT, over https when TLS_CERT_FILE is set (src/healthcheck.ts).
+# GET /healthz on $PORT, over https when TLS_CERT_FILE is set (src/ops/healthcheck.ts).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \
-  CMD ["node", "dist/src/healthcheck.js"]
+  CMD ["node", "dist/src/ops/healthcheck.js"]
 # The same command as `npm start`; node as PID 1 receives SIGTERM and drains.
 CMD ["node", "--max-semi-space-size=4", "dist/src/main.js"]

@@ -80,7 +80,7 @@ interface Seed {
 async function seed(db: pg.Client): Promise<Seed> {
   const { issueApiKey } = await import("../src/domain/accounts.js");
   const { IdentityStore } = await import("../src/store/identity-store.js");
-  const { openDatabase } = await import("../src/db/database.js");
+  const { openDatabase } = await import("../src/store/db/database.js");
   const database = await openDatabase({ databaseUrl, dataDir: undefined, poolSize: 2 });
   const issued = await issueApiKey(new IdentityStore(database), { now: () => new Date() }, { organizationSlug: "bench", userEmail: "bench@example.com" });
   await database.close();

@@ -2,8 +2,8 @@
 // leave one API key in a file only the owner can read, so `npm start` is usable at once.
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Clock } from "./clock.js";
-import { sql, type Database } from "./db/database.js";
+import type { Clock } from "./domain/clock.js";
+import type { Database } from "./store/db/database.js";
 import { issueApiKey } from "./domain/accounts.js";
 import { IdentityStore } from "./store/identity-store.js";
 
@@ -11,9 +11,9 @@ export const INITIAL_API_KEY_FILE = "initial-api-key";
 
 /** Returns the path of the key file it wrote, or undefined when the database already had organizations. */
 export async function bootstrapEmptyDatabase(db: Database, dataDir: string, clock: Clock): Promise<string | undefined> {
-  const { rows } = await db.query<{ empty: boolean }>(sql("org_none", "SELECT NOT EXISTS (SELECT 1 FROM organizations) AS empty"));
-  if (!rows[0]?.empty) return undefined;
-  const issued = await issueApiKey(new IdentityStore(db), clock, {
+  const identities = new IdentityStore(db);
+  if (await identities.hasOrganizations()) return undefined;
+  const issued = await issueApiKey(identities, clock, {
     organizationSlug: "default",
     userEmail: "admin@localhost",
     description: "initial key",

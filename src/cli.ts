@@ -4,9 +4,9 @@
 // go to stderr. Exit codes: 0 ok, 1 failure, 2 usage error, 3 not found.
 import { parseArgs } from "node:util";
 import { ConfigError, loadConfig } from "./config.js";
-import { systemClock } from "./clock.js";
-import { openConfiguredDatabase, type Database } from "./db/database.js";
-import { migrate } from "./db/migrate.js";
+import { systemClock } from "./domain/clock.js";
+import { openConfiguredDatabase, type Database } from "./store/db/database.js";
+import { migrate } from "./store/db/migrate.js";
 import { AccountError, issueApiKey } from "./domain/accounts.js";
 import { IdentityStore } from "./store/identity-store.js";
 

@@ -32,7 +32,7 @@ export interface Config {
   corsAllowedOrigins: string[];
   /** Most RPCs handled at once; more are refused with `unavailable`. 0 = no limit. */
   maxInFlight: number;
-  /** Serve plain unary Connect and gRPC calls on the short path (src/unary-fast-path.ts); off = all through Connect's handler. */
+  /** Serve plain unary Connect and gRPC calls on the short path (src/rpc/unary-fast-path.ts); off = all through Connect's handler. */
   unaryFastPath: boolean;
   // --- reliability (issue 5): slow-loris guards and brute-force limits ---
   /** Time to receive a request's headers, and to send the first bytes after connecting. */
@@ -41,7 +41,7 @@ export interface Config {
   requestTimeoutMs: number;
   /** Idle keep-alive connection / HTTP/2 session lifetime. */
   idleTimeoutMs: number;
-  /** Failed authentications per client address and window before `resource_exhausted`; 0 = off (src/rate-limit.ts). */
+  /** Failed authentications per client address and window before `resource_exhausted`; 0 = off (src/ops/rate-limit.ts). */
   authFailureLimit: number;
   authFailureWindowMs: number;
   // --- end reliability ---

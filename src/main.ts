@@ -1,11 +1,11 @@
 // Entry point: configuration, database, migrations, then serve until SIGTERM/SIGINT.
-import "./abort-reason.js";
+import "./rpc/abort-reason.js";
 import cluster from "node:cluster";
 import { pino, type Logger } from "pino";
 import { ConfigError, loadConfig } from "./config.js";
-import { systemClock } from "./clock.js";
-import { openConfiguredDatabase, openDatabase } from "./db/database.js";
-import { migrate } from "./db/migrate.js";
+import { systemClock } from "./domain/clock.js";
+import { openConfiguredDatabase, openDatabase } from "./store/db/database.js";
+import { migrate } from "./store/db/migrate.js";
 import { bootstrapEmptyDatabase } from "./bootstrap.js";
 import { build } from "./server.js";
 import type { FastifyBaseLogger } from "fastify";

@@ -2,7 +2,7 @@
 // per-request outcomes, and cached credentials still die with their revocation.
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Batcher } from "../src/db/batcher.js";
+import { Batcher } from "../src/store/db/batcher.js";
 import { CredentialCache } from "../src/domain/credential-cache.js";
 import type { Caller } from "../src/domain/auth.js";
 import { RunnerStore, type NewRunner } from "../src/store/runner-store.js";

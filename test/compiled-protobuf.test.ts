@@ -1,6 +1,6 @@
 // The compiled protobuf code must do exactly what protobuf-es does by reflection, for every
-// message type of the API: the JSON encoder (src/json-encoder.ts) writes what toJsonString
-// writes, or fails the same way; createMessage (src/create-message.ts) builds what create builds.
+// message type of the API: the JSON encoder (src/protobuf/json-encoder.ts) writes what toJsonString
+// writes, or fails the same way; createMessage (src/protobuf/create-message.ts) builds what create builds.
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { create, createFileRegistry, toJsonString, type DescMessage } from "@bufbuild/protobuf";
@@ -11,8 +11,8 @@ import {
   TimestampSchema,
   timestampFromMs,
 } from "@bufbuild/protobuf/wkt";
-import { encodeJson } from "../src/json-encoder.js";
-import { createMessage } from "../src/create-message.js";
+import { encodeJson } from "../src/protobuf/json-encoder.js";
+import { createMessage } from "../src/protobuf/create-message.js";
 import { RunnerSchema, RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";

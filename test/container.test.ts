@@ -96,8 +96,8 @@ describe("Dockerfile", () => {
     const [, options, command] = /^(.*?)CMD\s+(\[.*\])$/.exec(healthcheck)!;
     expect(options).toMatch(/--interval=\S+/);
     const argv = execForm(command!);
-    expect(argv).toEqual(["node", "dist/src/healthcheck.js"]);
-    expect(read("src/healthcheck.ts")).toContain('"/healthz"');
+    expect(argv).toEqual(["node", "dist/src/ops/healthcheck.js"]);
+    expect(read("src/ops/healthcheck.ts")).toContain('"/healthz"');
   });
 });
 
@@ -110,7 +110,7 @@ describe("the health check", () => {
 
   const healthcheck = (port: number) =>
     new Promise<number | null>((resolve, reject) => {
-      const child = spawn(process.execPath, ["--import", "tsx", "src/healthcheck.ts"], {
+      const child = spawn(process.execPath, ["--import", "tsx", "src/ops/healthcheck.ts"], {
         cwd: projectRoot,
         env: { ...process.env, PORT: String(port), TLS_CERT_FILE: "" },
         stdio: "ignore",

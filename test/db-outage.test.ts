@@ -10,8 +10,8 @@ import { createHash } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
-import { openDatabase, type Database } from "../src/db/database.js";
-import { migrate } from "../src/db/migrate.js";
+import { openDatabase, type Database } from "../src/store/db/database.js";
+import { migrate } from "../src/store/db/migrate.js";
 import { TcpProxy } from "./tcp-proxy.js";
 import { openTestDatabase, startServer, testDatabaseUrl, type TestServer, type TestUser } from "./harness.js";
 

@@ -1,4 +1,4 @@
-// The short path for plain unary calls (src/unary-fast-path.ts) must answer exactly as
+// The short path for plain unary calls (src/rpc/unary-fast-path.ts) must answer exactly as
 // Connect's own handler does, over Connect JSON, Connect binary and gRPC. Each request here is
 // sent twice to one server: as is (the short path takes it) and with a deadline header, which
 // the short path leaves to Connect. Status, headers, trailers and body must match, byte for byte

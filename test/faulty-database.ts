@@ -1,5 +1,5 @@
 // A real database wrapped so a test can make it unreachable, slow or broken.
-import type { Database, Queryable, QueryResult, Statement } from "../src/db/database.js";
+import type { Database, Queryable, QueryResult, Statement } from "../src/store/db/database.js";
 
 /** Wraps a real database and can pretend to be down, slow or broken. */
 export class FaultyDatabase implements Database {

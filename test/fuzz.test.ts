@@ -505,8 +505,8 @@ describe.each(wireProtocols)("oversized and deeply nested input over %s", (proto
   }, 60_000);
 });
 
-// Fixed bugs the fuzzer found, replayed deterministically (src/protocol-guards.ts, src/early-response.ts,
-// src/dual-server.ts): each was `internal`, a hang, or a torn-down connection before.
+// Fixed bugs the fuzzer found, replayed deterministically (src/rpc/protocol-guards.ts, src/http/early-response.ts,
+// src/http/dual-server.ts): each was `internal`, a hang, or a torn-down connection before.
 describe("regressions found by fuzzing", () => {
   const auth: [string, string] = ["authorization", `Bearer ${"x"}`];
   const grpcHeaders = (contentType = "application/grpc"): [string, string][] => [["content-type", contentType], ["te", "trailers"], [auth[0], `Bearer ${user.apiKey}`]];

@@ -10,9 +10,9 @@ import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } f
 import type { DescService } from "@bufbuild/protobuf";
 import type { FastifyInstance } from "fastify";
 import { loadConfig, type Config } from "../src/config.js";
-import { ManualClock, type Clock } from "../src/clock.js";
-import { openDatabase, type Database } from "../src/db/database.js";
-import { migrate } from "../src/db/migrate.js";
+import { ManualClock, type Clock } from "../src/domain/clock.js";
+import { openDatabase, type Database } from "../src/store/db/database.js";
+import { migrate } from "../src/store/db/migrate.js";
 import { issueApiKey } from "../src/domain/accounts.js";
 import { IdentityStore } from "../src/store/identity-store.js";
 import { build } from "../src/server.js";

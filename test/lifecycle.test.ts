@@ -17,7 +17,7 @@ import {
 } from "../gen/gitpod/v1/runner_pb.js";
 import { RunnerKind, RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { Principal } from "../gen/gitpod/v1/identity_pb.js";
-import { ManualClock } from "../src/clock.js";
+import { ManualClock } from "../src/domain/clock.js";
 import { codeOf, failure, postJson, protocols, startServer, type Protocol, type TestServer, type TestUser } from "./harness.js";
 
 let server: TestServer;

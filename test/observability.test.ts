@@ -6,9 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import pg from "pg";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
-import { openDatabase, type Database } from "../src/db/database.js";
-import { migrate } from "../src/db/migrate.js";
-import { traceIdOf } from "../src/request-id.js";
+import { openDatabase, type Database } from "../src/store/db/database.js";
+import { migrate } from "../src/store/db/migrate.js";
+import { traceIdOf } from "../src/ops/request-id.js";
 import { openTestDatabase, postJson, protocols, startServer, testDatabaseUrl, type TestServer, type TestUser } from "./harness.js";
 
 let server: TestServer;

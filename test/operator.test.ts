@@ -5,8 +5,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import pg from "pg";
-import { openDatabase } from "../src/db/database.js";
-import { migrate, readMigrations } from "../src/db/migrate.js";
+import { openDatabase } from "../src/store/db/database.js";
+import { migrate, readMigrations } from "../src/store/db/migrate.js";
 import { projectRoot } from "../src/paths.js";
 import { postJson, startServer, testDatabaseUrl, type TestServer } from "./harness.js";
 

@@ -1,4 +1,4 @@
-// Brute-force protection (src/rate-limit.ts): failed authentications and failed ExchangeToken
+// Brute-force protection (src/ops/rate-limit.ts): failed authentications and failed ExchangeToken
 // calls are counted per client address; over AUTH_FAILURE_LIMIT within the window, further
 // failures get resource_exhausted with a retry-after hint, while valid credentials from the
 // same address keep working. The server clock is a ManualClock, so windows end on advance().
@@ -7,7 +7,7 @@ import { Code } from "@connectrpc/connect";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { loadConfig } from "../src/config.js";
 import { generateToken } from "../src/domain/tokens.js";
-import { addressBucket, FailureLimiter } from "../src/rate-limit.js";
+import { addressBucket, FailureLimiter } from "../src/ops/rate-limit.js";
 import { postJson, protocols, startServer, type TestServer, type TestUser, failure } from "./harness.js";
 
 const LIMIT = 5;

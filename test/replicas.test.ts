@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { LogLevel } from "../gen/gitpod/v1/runner_pb.js";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
-import { ManualClock } from "../src/clock.js";
+import { ManualClock } from "../src/domain/clock.js";
 import { issueApiKey } from "../src/domain/accounts.js";
 import { projectRoot } from "../src/paths.js";
 import { IdentityStore } from "../src/store/identity-store.js";

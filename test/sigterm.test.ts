@@ -15,11 +15,11 @@ import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
-import { openDatabase, type Database } from "../src/db/database.js";
+import { openDatabase, type Database } from "../src/store/db/database.js";
 import { issueApiKey } from "../src/domain/accounts.js";
 import { projectRoot } from "../src/paths.js";
 import { IdentityStore } from "../src/store/identity-store.js";
-import { systemClock } from "../src/clock.js";
+import { systemClock } from "../src/domain/clock.js";
 import { openTestDatabase, testDatabaseUrl, uniqueSlug } from "./harness.js";
 
 const SHUTDOWN_TIMEOUT_MS = 3_000;

@@ -1,8 +1,8 @@
-// The timestamptz parser given to pg (src/db/timestamptz.ts) must read every text PostgreSQL
+// The timestamptz parser given to pg (src/store/db/timestamptz.ts) must read every text PostgreSQL
 // can send exactly as pg's default parser (postgres-date) does.
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { parseTimestamptz, TIMESTAMPTZ_OID } from "../src/db/timestamptz.js";
+import { parseTimestamptz, TIMESTAMPTZ_OID } from "../src/store/db/timestamptz.js";
 import pg from "pg";
 import { testDatabaseUrl } from "./harness.js";
 

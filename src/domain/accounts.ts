@@ -1,5 +1,5 @@
 // Organizations, users and API keys as an operator manages them (CLI, first start).
-import type { Clock } from "../clock.js";
+import type { Clock } from "./clock.js";
 import type { IdentityStore, Organization, User } from "../store/identity-store.js";
 import { generateToken, hashToken } from "./tokens.js";
 

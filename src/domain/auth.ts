@@ -1,14 +1,13 @@
-// Who is calling: a user (API key) or a runner process (runner access token).
+// Authentication: turns the bearer credential of a call into its Caller.
 import { Code, ConnectError, createContextKey, type HandlerContext } from "@connectrpc/connect";
 import { bearerToken, hashToken, hashesEqual, tokenKindOf } from "./tokens.js";
 import { permissionDenied } from "./errors.js";
 import type { IdentityStore } from "../store/identity-store.js";
 import type { RunnerStore } from "../store/runner-store.js";
 import type { CredentialCache } from "./credential-cache.js";
+import type { Caller } from "./caller.js";
 
-export type Caller =
-  | { kind: "user"; userId: string; organizationId: string; organizationTier: string }
-  | { kind: "runner"; runnerId: string; organizationId: string };
+export type { Caller } from "./caller.js";
 
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });
 

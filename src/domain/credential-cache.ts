@@ -7,24 +7,8 @@
 // notification session is down nothing is cached, since revocations could be missed.
 // A lookup that started before an invalidation is not cached (the epoch check), so a
 // concurrent revoke cannot be undone by a slow read.
-import type { Caller } from "./auth.js";
-
-export const CREDENTIALS_CHANNEL = "rcp_credentials";
-
-/** Notification payloads: which credentials stopped being valid. */
-export type Revocation = { apiKeyId: string } | { runnerId: string };
-
-export function revocationPayload(revocation: Revocation): string {
-  return "apiKeyId" in revocation ? `api_key:${revocation.apiKeyId}` : `runner:${revocation.runnerId}`;
-}
-
-function parsePayload(payload: string): Revocation | undefined {
-  const [kind, id] = payload.split(":");
-  if (!id) return undefined;
-  if (kind === "api_key") return { apiKeyId: id };
-  if (kind === "runner") return { runnerId: id };
-  return undefined;
-}
+import { parseRevocation, type Revocation } from "../store/credential-revocations.js";
+import type { Caller } from "./caller.js";
 
 interface Entry {
   caller: Caller;
@@ -83,7 +67,7 @@ export class CredentialCache {
 
   /** Applies a notification payload from another replica (or this one). */
   onNotification(payload: string): void {
-    const revocation = parsePayload(payload);
+    const revocation = parseRevocation(payload);
     if (revocation) this.revoke(revocation);
     else this.clear(); // unknown payload: be safe
   }

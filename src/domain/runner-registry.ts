@@ -9,10 +9,10 @@ import {
   type UpdateRunnerRequest,
 } from "../../gen/gitpod/v1/runner_pb.js";
 import type { SignupRequest, UpdateRunnerStatusRequest } from "../../gen/gitpod/v1/runner_interaction_pb.js";
-import type { Clock } from "../clock.js";
+import type { Clock } from "./clock.js";
 import type { ListFilter, NewRunner, RunnerRow, RunnerStore, StatusPatch } from "../store/runner-store.js";
-import { Batcher } from "../db/batcher.js";
-import type { Revocation } from "./credential-cache.js";
+import { Batcher } from "../store/db/batcher.js";
+import type { Revocation } from "../store/credential-revocations.js";
 import { failedPrecondition, notFound } from "./errors.js";
 import type { PageTokenCodec } from "./page-token.js";
 import {

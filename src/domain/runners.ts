@@ -18,7 +18,7 @@ import {
 import { RunnerKind, RunnerKindSchema, RunnerProvider, RunnerProviderSchema } from "../../gen/gitpod/v1/runner_configuration_pb.js";
 import { Principal } from "../../gen/gitpod/v1/identity_pb.js";
 import { invalidArgument } from "./errors.js";
-import { createMessage } from "../create-message.js";
+import { createMessage } from "../protobuf/create-message.js";
 import type { NewRunner, RunnerRow, RunnerSpecColumns, RunnerSpecPatch } from "../store/runner-store.js";
 
 /** The kind every provider implies (CreateRunner derives `kind` from `provider`). */
@@ -257,7 +257,7 @@ function specOf(row: RunnerSpecColumns) {
 
 export function runnerMessage(row: RunnerRow, now: Date, liveness: LivenessPolicy): Runner {
   const status = observedStatus(row, now, liveness);
-  // Built for every runner of every read (pages of 25): compiled create (src/create-message.ts).
+  // Built for every runner of every read (pages of 25): compiled create (src/protobuf/create-message.ts).
   return createMessage(RunnerSchema, {
     runnerId: row.id,
     createdAt: timestampOf(row.createdAt),

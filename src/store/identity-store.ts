@@ -1,8 +1,8 @@
 // All SQL for organizations, users and their API keys.
 import { randomUUID } from "node:crypto";
-import { sql, type Database } from "../db/database.js";
+import { sql, type Database } from "./db/database.js";
 import { insertLocalConfigurationRunner } from "./runner-store.js";
-import { CREDENTIALS_CHANNEL } from "../domain/credential-cache.js";
+import { CREDENTIALS_CHANNEL, revocationPayloadSql } from "./credential-revocations.js";
 
 export interface Organization {
   id: string;
@@ -40,6 +40,7 @@ const q = {
     `INSERT INTO organizations (id, slug, name, created_at) VALUES ($1, $2, $3, $4)
      ON CONFLICT (slug) DO NOTHING RETURNING id`,
   ),
+  anyOrganization: sql("org_none", "SELECT NOT EXISTS (SELECT 1 FROM organizations) AS empty"),
   organizationBySlug: sql("org_by_slug", "SELECT id, slug, name, tier FROM organizations WHERE slug = $1"),
   upsertUser: sql(
     "user_upsert",
@@ -71,7 +72,7 @@ const q = {
   revokeApiKey: sql(
     "api_key_revoke",
     `WITH revoked AS (UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 RETURNING id)
-     SELECT id, pg_notify('${CREDENTIALS_CHANNEL}', 'api_key:' || id) FROM revoked`,
+     SELECT id, pg_notify('${CREDENTIALS_CHANNEL}', ${revocationPayloadSql.apiKey("id")}) FROM revoked`,
   ),
 };
 
@@ -94,6 +95,12 @@ export class IdentityStore {
     const created = await this.organizationBySlug(slug);
     if (!created) throw new Error(`organization ${slug} vanished after creation`);
     return created;
+  }
+
+  /** False on a database no organization was created in yet (a first start). */
+  async hasOrganizations(): Promise<boolean> {
+    const { rows } = await this.db.query<{ empty: boolean }>(q.anyOrganization);
+    return !rows[0]?.empty;
   }
 
   async organizationBySlug(slug: string): Promise<Organization | undefined> {

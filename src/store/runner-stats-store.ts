@@ -1,6 +1,6 @@
 // Aggregate runner counts for /metrics. Separate from runner-store.ts (the per-request
 // SQL) because it runs only at scrape time, at most once per cache period.
-import { sql, type Database } from "../db/database.js";
+import { sql, type Database } from "./db/database.js";
 import { RunnerPhase } from "../../gen/gitpod/v1/runner_pb.js";
 import { RunnerKind } from "../../gen/gitpod/v1/runner_configuration_pb.js";
 

@@ -2,8 +2,8 @@
 // exchange and access tokens. Every write is a single statement (atomic on its own) unless
 // it has to read before it writes; none of them lose a concurrent change to another field.
 import { randomUUID } from "node:crypto";
-import { isConnectionError, sql, type Database, type Queryable } from "../db/database.js";
-import { CREDENTIALS_CHANNEL } from "../domain/credential-cache.js";
+import { isConnectionError, sql, type Database, type Queryable } from "./db/database.js";
+import { CREDENTIALS_CHANNEL, revocationPayloadSql } from "./credential-revocations.js";
 
 /** Enum numbers as stored; they are the gitpod.v1 wire values. */
 const KIND_LOCAL_CONFIGURATION = 3;
@@ -212,7 +212,7 @@ const q = {
         WHERE id = $1 AND organization_id = $2 AND kind <> ${KIND_LOCAL_CONFIGURATION}
         RETURNING id
      )
-     SELECT id, pg_notify('${CREDENTIALS_CHANNEL}', 'runner:' || id) FROM deleted`,
+     SELECT id, pg_notify('${CREDENTIALS_CHANNEL}', ${revocationPayloadSql.runner("id")}) FROM deleted`,
   ),
   insertExchangeToken: sql(
     "runner_exchange_token_insert",

@@ -1,6 +1,6 @@
 // Server-wide values that every replica must share, created by whichever starts first.
 import { randomBytes } from "node:crypto";
-import { sql, type Database } from "../db/database.js";
+import { sql, type Database } from "./db/database.js";
 
 const q = {
   insertIfAbsent: sql("setting_insert", "INSERT INTO server_settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING"),

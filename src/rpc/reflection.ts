@@ -13,11 +13,11 @@ import { Code, type ConnectRouter, type ServiceImpl } from "@connectrpc/connect"
 import {
   ServerReflection as ServerReflectionV1,
   type ServerReflectionRequest as RequestV1,
-} from "../gen/grpc/reflection/v1/reflection_pb.js";
+} from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import {
   ServerReflection as ServerReflectionV1alpha,
   type ServerReflectionRequest as RequestV1alpha,
-} from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+} from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
 /** The response oneof, as a plain init object both protocol versions accept. */
 type ReflectionAnswer =

@@ -3,10 +3,10 @@
 import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 import { createValidateInterceptor } from "@connectrpc/validate";
 import type { FastifyBaseLogger } from "fastify";
-import { isConnectionError } from "./db/database.js";
-import { type Authenticator, callerKey } from "./domain/auth.js";
-import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
-import { PaginationRequestSchema, type PaginationRequest } from "../gen/gitpod/v1/pagination_pb.js";
+import { isConnectionError } from "../store/db/database.js";
+import { type Authenticator, callerKey } from "../domain/auth.js";
+import { IdentityService } from "../../gen/gitpod/v1/identity_pb.js";
+import { PaginationRequestSchema, type PaginationRequest } from "../../gen/gitpod/v1/pagination_pb.js";
 import { create } from "@bufbuild/protobuf";
 
 export const requestIdKey = createContextKey<string>("", { description: "request id" });

@@ -1,9 +1,9 @@
 // gitpod.v1.RunnerInteractionService: the calls a runner process makes about itself.
 import type { ServiceImpl } from "@connectrpc/connect";
-import type { RunnerInteractionService } from "../../gen/gitpod/v1/runner_interaction_pb.js";
-import { requireRunner, requireRunnerSelf } from "../domain/auth.js";
-import type { RunnerRegistry } from "../domain/runner-registry.js";
-import { notImplemented } from "./runner-service.js";
+import type { RunnerInteractionService } from "../../../gen/gitpod/v1/runner_interaction_pb.js";
+import { requireRunner, requireRunnerSelf } from "../../domain/auth.js";
+import type { RunnerRegistry } from "../../domain/runner-registry.js";
+import { notImplemented } from "./not-implemented.js";
 
 export function runnerInteractionService(registry: RunnerRegistry): ServiceImpl<typeof RunnerInteractionService> {
   return {

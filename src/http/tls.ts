@@ -1,6 +1,6 @@
 // TLS on the one port: HTTP/2 and HTTP/1.1 negotiated by ALPN, so browsers (HTTP/1.1 or
 // h2), gRPC clients (h2) and Connect/gRPC-Web clients share it. Used instead of the
-// cleartext dual server (src/dual-server.ts) when TLS_CERT_FILE and TLS_KEY_FILE are set,
+// cleartext dual server (src/http/dual-server.ts) when TLS_CERT_FILE and TLS_KEY_FILE are set,
 // with the same timeouts and the same close behaviour.
 import { readFileSync } from "node:fs";
 import * as http2 from "node:http2";

@@ -1,6 +1,6 @@
 // Container HEALTHCHECK: exits 0 when GET /healthz on this container's port answers 200,
 // else 1. Speaks https when TLS_CERT_FILE is set (without verifying the certificate: it
-// only asks whether the process serves). Usage: node dist/src/healthcheck.js
+// only asks whether the process serves). Usage: node dist/src/ops/healthcheck.js
 import * as http from "node:http";
 import * as https from "node:https";
 

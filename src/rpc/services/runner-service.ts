@@ -1,15 +1,10 @@
 // gitpod.v1.RunnerService: thin handlers that check who may call and delegate to the registry.
-import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import type { RunnerService } from "../../gen/gitpod/v1/runner_pb.js";
-import { callerOf, requireUser } from "../domain/auth.js";
-import { permissionDenied } from "../domain/errors.js";
-import type { RunnerRegistry } from "../domain/runner-registry.js";
-
-export function notImplemented(method: string, reason: string): () => never {
-  return () => {
-    throw new ConnectError(`${method} is not implemented by this server: ${reason}`, Code.Unimplemented);
-  };
-}
+import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { RunnerService } from "../../../gen/gitpod/v1/runner_pb.js";
+import { callerOf, requireUser } from "../../domain/auth.js";
+import { permissionDenied } from "../../domain/errors.js";
+import type { RunnerRegistry } from "../../domain/runner-registry.js";
+import { notImplemented } from "./not-implemented.js";
 
 const noScm = "it has no SCM integrations";
 const noPolicies = "runner policies (group roles) are not supported yet";

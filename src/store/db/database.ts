@@ -49,7 +49,7 @@ export function sql(name: string, text: string): Statement {
 // Timestamps, uuids and bytea parse the same in both drivers; bigint (int8) would not,
 // so our SQL never returns one.
 
-/** pg's type parsers, with a faster reader of timestamptz text (src/db/timestamptz.ts). */
+/** pg's type parsers, with a faster reader of timestamptz text (src/store/db/timestamptz.ts). */
 const typeParser = ((oid: number, format?: "text" | "binary") =>
   oid === TIMESTAMPTZ_OID && format !== "binary" ? parseTimestamptz : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser;
 

@@ -1,4 +1,4 @@
-// What the compiled protobuf code (src/json-encoder.ts, src/create-message.ts) shares: one
+// What the compiled protobuf code (src/protobuf/json-encoder.ts, src/protobuf/create-message.ts) shares: one
 // function per message type, made on first use, and functions generated from source lines.
 import type { DescMessage } from "@bufbuild/protobuf";
 

@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Database } from "./database.js";
-import { migrationsDir } from "../paths.js";
+import { migrationsDir } from "../../paths.js";
 
 // Arbitrary constant shared by every replica ("rcp-migr" in ASCII).
 const MIGRATION_LOCK_KEY = 0x7263702d6d696772n.toString();

@@ -1,9 +1,9 @@
 // gitpod.v1.IdentityService.
 import type { ServiceImpl } from "@connectrpc/connect";
-import { Principal, type IdentityService } from "../../gen/gitpod/v1/identity_pb.js";
-import { callerOf } from "../domain/auth.js";
-import type { RunnerRegistry } from "../domain/runner-registry.js";
-import { notImplemented } from "./runner-service.js";
+import { Principal, type IdentityService } from "../../../gen/gitpod/v1/identity_pb.js";
+import { callerOf } from "../../domain/auth.js";
+import type { RunnerRegistry } from "../../domain/runner-registry.js";
+import { notImplemented } from "./not-implemented.js";
 
 export function identityService(registry: RunnerRegistry): ServiceImpl<typeof IdentityService> {
   return {

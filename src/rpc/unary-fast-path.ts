@@ -6,7 +6,7 @@
 // (bench/README.md). This path runs the same interceptors and handlers, parses with Connect's own
 // serialization, writes errors with Connect's own encoders (gRPC trailers included) and negotiates
 // response compression as Connect does; it creates the web objects only when something reads
-// them, and writes JSON through the compiled encoder (src/json-encoder.ts).
+// them, and writes JSON through the compiled encoder (src/protobuf/json-encoder.ts).
 //
 // Anything unusual is Connect's: other protocols (gRPC-Web, Connect GET, streaming), compressed
 // requests, deadlines, other content types and declared lengths over the limit never come here;
@@ -39,8 +39,8 @@ import { codeToHttpStatus, errorToJsonBytes } from "@connectrpc/connect/protocol
 import { grpcStatusOk, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
-import { createMessage } from "./create-message.js";
-import { encodeJson } from "./json-encoder.js";
+import { createMessage } from "../protobuf/create-message.js";
+import { encodeJson } from "../protobuf/json-encoder.js";
 
 /** A service and its implementation, as given to `router.service()`. */
 export interface ServiceRoute {

@@ -12,7 +12,7 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { collectDefaultMetrics, Registry, type Metric } from "prom-client";
-import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
+import { IdentityService } from "../../gen/gitpod/v1/identity_pb.js";
 
 /** gRPC status names as the gRPC ecosystem prints them (Go's codes.Code.String()). */
 const CODE_NAMES = [
@@ -107,7 +107,7 @@ export class Metrics {
   readonly registry = new Registry();
   private readonly methods = new Map<DescMethod, MethodStats>();
   private readonly exchangeOutcomes = { success: 0, rejected: 0 };
-  /** Calls answered by the unary short path (src/unary-fast-path.ts), by protocol. */
+  /** Calls answered by the unary short path (src/rpc/unary-fast-path.ts), by protocol. */
   private readonly fastPathCalls = new Map<string, number>();
   private runnerCache: { at: number; value: Promise<{ phases: RunnerPhaseCounts; organizations: number }> } | undefined;
   private lastRunnerStats: { phases: RunnerPhaseCounts; organizations: number } | undefined;

@@ -1,0 +1,76 @@
+// The Connect layer on the Fastify app: every gitpod.v1 service over Connect (JSON and binary,
+// POST and GET), gRPC and gRPC-Web, at the root and under /api, the unary short path in front
+// of them, and gRPC server reflection.
+import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
+import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
+import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { withProtocolGuards, withSafeJsonDecoding } from "./protocol-guards.js";
+import { reflectionRoutes } from "./reflection.js";
+import { unaryFastPath, type FastPathProtocol, type ServiceRoute } from "./unary-fast-path.js";
+
+export interface RpcRoutesOptions {
+  /** The services and their implementations; reflection describes the same list. */
+  services: ServiceRoute[];
+  /** Outermost first, around every call of `services`. */
+  interceptors: Interceptor[];
+  /** Around reflection calls, which describe only the public schema and need no credentials. */
+  reflectionInterceptors: Interceptor[];
+  contextValues: (request: FastifyRequest) => ContextValues;
+  readMaxBytes: number;
+  maxTimeoutMs: number;
+  shutdownTimeoutMs: number;
+  /** Serve plain unary calls on the short path (src/rpc/unary-fast-path.ts). */
+  unaryFastPath: boolean;
+  onFastPathServed?: (protocol: FastPathProtocol) => void;
+}
+
+export async function registerRpcRoutes(app: FastifyInstance, options: RpcRoutesOptions): Promise<void> {
+  const { services, interceptors, contextValues } = options;
+  const routes = (router: ConnectRouter) => {
+    for (const { service, impl } of services) router.service(service, impl as never);
+  };
+  const jsonOptions = withSafeJsonDecoding({ ignoreUnknownFields: true }); // src/rpc/protocol-guards.ts
+  const connectOptions: Parameters<typeof fastifyConnectPlugin>[1] = {
+    routes: withProtocolGuards(routes, options), // src/rpc/protocol-guards.ts
+    interceptors,
+    contextValues,
+    readMaxBytes: options.readMaxBytes,
+    maxTimeoutMs: options.maxTimeoutMs,
+    shutdownTimeoutMs: options.shutdownTimeoutMs,
+    shutdownError: new ConnectError("the server is shutting down", Code.Unavailable),
+    jsonOptions,
+  };
+  // Plain unary Connect and gRPC calls take a shorter path with the same interceptors and
+  // handlers (src/rpc/unary-fast-path.ts), which hands anything unusual to Connect's own handlers
+  // (a router of its own, built from the same options). After CORS, whose onRequest hook must
+  // see them first.
+  if (options.unaryFastPath) {
+    const connectRouter = createConnectRouter({ ...connectOptions, acceptCompression: [compressionGzip, compressionBrotli] });
+    connectOptions.routes!(connectRouter);
+    app.addHook(
+      "onRequest",
+      unaryFastPath({
+        services,
+        prefixes: ["/api"],
+        interceptors,
+        jsonOptions,
+        readMaxBytes: options.readMaxBytes,
+        contextValues,
+        connectHandlers: connectRouter.handlers,
+        onServed: options.onFastPathServed,
+      }),
+    );
+  }
+  // Served at the root and under /api, so SDKs configured with the public base URL's
+  // path (https://app.gitpod.io/api) work unchanged against this host.
+  await app.register(fastifyConnectPlugin, connectOptions);
+  await app.register(fastifyConnectPlugin, { ...connectOptions, prefix: "/api" });
+  // gRPC server reflection (v1, v1alpha) at the root, for grpcurl and `buf curl --reflect`.
+  // It describes only the public schema, so it has no authentication interceptor.
+  await app.register(fastifyConnectPlugin, {
+    ...connectOptions,
+    routes: withProtocolGuards(reflectionRoutes(services.map(({ service }) => service)), options),
+    interceptors: options.reflectionInterceptors,
+  });
+}
