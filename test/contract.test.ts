@@ -1,12 +1,16 @@
 // Contract test: the generated gitpod.v1 descriptors (gen/, from proto/) must match the wire
-// reference tables in shared/reference/gitpod-v1-wire.md field for field: numbers, names, types,
-// labels (incl. proto3 `optional`), JSON names, deprecation, buf.validate rules, enum values,
-// reserved names, RPC order and idempotency. The reference lives outside the repo; when it is
-// absent (local checkouts) the test is skipped, CI provides it.
-import { existsSync, readFileSync } from "node:fs";
-import { fileURLToPath } from "node:url";
+// reference tables in docs/reference/*.md field for field: numbers, names, types, labels (incl.
+// proto3 `optional`), JSON names, deprecation, buf.validate rules, enum values, reserved names,
+// RPC order and idempotency. docs/reference/ is the repository's copy of the team's shared
+// references (../shared/reference in the workspace); when that original is present, the copy must
+// be identical to it, so an updated reference is noticed.
+//
+// To check a new .proto file: import its file descriptor into `registry` and add the sections of
+// its reference to CHECKS.
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { createRegistry, getOption, hasOption, isFieldSet, ScalarType, type DescField, type DescService } from "@bufbuild/protobuf";
+import { createRegistry, getOption, hasOption, isFieldSet, ScalarType, type DescField, type DescFile, type DescService } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import {
   BytesRulesSchema, field as validateField, Ignore, RepeatedRulesSchema, StringRulesSchema, type FieldRules,
@@ -14,8 +18,32 @@ import {
 import { file_gitpod_v1_identity, IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { file_gitpod_v1_runner, RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { file_gitpod_v1_runner_interaction, RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
+import { projectRoot } from "../src/paths.js";
 
-const REFERENCE = new URL("../../shared/reference/gitpod-v1-wire.md", import.meta.url);
+const REFERENCE_DIR = join(projectRoot, "docs", "reference");
+const SHARED_REFERENCE_DIR = join(projectRoot, "..", "shared", "reference");
+
+interface ReferenceCheck {
+  /** File name in docs/reference/. */
+  reference: string;
+  /** A service, the headings that bound its RPC table, and whether we implement only a subset of its RPCs. */
+  services: { service: DescService; from: string; to: string; subset?: boolean }[];
+  /** Headings that bound the message and enum tables to check (every `#### ` block between them). */
+  messages: { from: string; to: string }[];
+}
+
+const CHECKS: ReferenceCheck[] = [
+  {
+    reference: "gitpod-v1-wire.md",
+    services: [
+      { service: RunnerService, from: "### 3.1", to: "### 3.2" },
+      { service: IdentityService, from: "### 3.2", to: "### 3.3" },
+      // We implement only a subset of the internal RunnerInteractionService.
+      { service: RunnerInteractionService, from: "### 3.3", to: "### 3.4", subset: true },
+    ],
+    messages: [{ from: "## 4.", to: "## 9." }],
+  },
+];
 
 // Deliberate deviations from the reference's validation column (documented in the .proto files).
 const RULE_OVERRIDES: Record<string, string[]> = {
@@ -23,10 +51,18 @@ const RULE_OVERRIDES: Record<string, string[]> = {
   "RunnerStatus.public_key": ["exactly 32 bytes", "rules skipped when empty"],
 };
 
-const registry = createRegistry(
-  file_gitpod_v1_runner, file_gitpod_v1_identity, file_gitpod_v1_runner_interaction,
-  ...file_gitpod_v1_runner.dependencies.filter((f) => f.name.startsWith("gitpod/")),
-);
+function withDependencies(...files: DescFile[]): DescFile[] {
+  const all = new Set<DescFile>();
+  const add = (file: DescFile) => {
+    if (all.has(file) || !file.name.startsWith("gitpod/")) return;
+    all.add(file);
+    file.dependencies.forEach(add);
+  };
+  files.forEach(add);
+  return [...all];
+}
+
+const registry = createRegistry(...withDependencies(file_gitpod_v1_runner, file_gitpod_v1_identity, file_gitpod_v1_runner_interaction));
 
 /** Rows of every markdown table row starting with `| <cell>` under `text`, cells trimmed. */
 function tableRows(text: string, first: RegExp): string[][] {
@@ -118,67 +154,80 @@ function refRules(cell: string): string[] {
 const idempotency = (level: MethodOptions_IdempotencyLevel) =>
   level === MethodOptions_IdempotencyLevel.IDEMPOTENCY_UNKNOWN ? "" : MethodOptions_IdempotencyLevel[level];
 
-describe("gitpod.v1 wire contract", () => {
-  if (!existsSync(REFERENCE)) {
-    it.skip(`reference ${fileURLToPath(REFERENCE)} not found (provided in CI)`, () => {});
-    return;
-  }
-  const md = readFileSync(REFERENCE, "utf8");
-  const section = (from: string, to: string) => md.slice(md.indexOf(from), md.indexOf(to));
-
-  describe("services", () => {
-    const cases: [DescService, string, boolean][] = [
-      [RunnerService, section("### 3.1", "### 3.2"), false],
-      [IdentityService, section("### 3.2", "### 3.3"), false],
-      // We implement only a subset of the internal RunnerInteractionService.
-      [RunnerInteractionService, section("### 3.3", "### 3.4"), true],
-    ];
-    for (const [service, text, subset] of cases) {
-      it(service.typeName, () => {
-        let want = tableRows(text, /^[A-Z]\w+$/).filter((r) => r[1]?.endsWith("Request"));
-        if (subset) want = want.filter((r) => service.methods.some((m) => m.name === r[0]));
-        const got = service.methods.map((m) => [
-          m.name, strip(m.input.typeName), strip(m.output.typeName),
-          m.methodKind === "server_streaming" ? "server-streaming" : m.methodKind, idempotency(m.idempotency),
-        ]);
-        expect(got).toEqual(want);
-      });
-    }
-  });
-
-  const blocks = section("## 4.", "## 9.").split("\n#### ").slice(1);
-  describe("messages", () => {
-    for (const block of blocks.filter((b) => !b.startsWith("enum "))) {
-      const name = block.split(/\s/)[0]!;
-      it(name, () => {
-        const message = registry.getMessage(`gitpod.v1.${name}`);
-        expect(message, `message ${name}`).toBeDefined();
-        const want = tableRows(block, /^\d+$/).map(([no, field, type, label, json, extra = ""]) => [
-          Number(no), field, type, label, json, extra.includes("**DEPRECATED**"),
-          RULE_OVERRIDES[`${name}.${field}`]?.slice().sort() ?? refRules(extra),
-        ]);
-        const got = message!.fields.map((f) => [
-          f.number, f.name, typeOf(f), labelOf(f), f.jsonName, f.deprecated, rulesOf(f),
-        ]);
-        expect(got).toEqual(want);
-      });
-    }
-  });
-
-  describe("enums", () => {
-    for (const block of blocks.filter((b) => b.startsWith("enum "))) {
-      const name = block.split(/\s+/)[1]!;
-      it(name, () => {
-        const e = registry.getEnum(`gitpod.v1.${name}`);
-        expect(e, `enum ${name}`).toBeDefined();
-        const want = tableRows(block, /^\d+$/).map(([no, value, note = ""]) => [Number(no), value, note.includes("DEPRECATED")]);
-        expect(e!.values.map((v) => [v.number, v.name, v.deprecated])).toEqual(want);
-        const reserved = [
-          ...e!.proto.reservedRange.map((r) => (r.start === r.end ? `${r.start}` : `${r.start} to ${r.end}`)),
-          ...e!.proto.reservedName.map((n) => `"${n}"`),
-        ].join(", ");
-        expect(reserved).toBe(/\nreserved: (.*)/.exec(block)?.[1] ?? "");
-      });
+describe("the reference copy in docs/reference", () => {
+  it("holds every file of the shared reference, unchanged", () => {
+    expect(existsSync(REFERENCE_DIR), REFERENCE_DIR).toBe(true);
+    if (!existsSync(SHARED_REFERENCE_DIR)) return; // a clone outside the workspace: the copy is all there is
+    for (const name of readdirSync(SHARED_REFERENCE_DIR).filter((n) => n.endsWith(".md"))) {
+      const copy = join(REFERENCE_DIR, name);
+      expect(existsSync(copy), `docs/reference/${name} is missing: copy it from ../shared/reference`).toBe(true);
+      expect(readFileSync(copy, "utf8") === readFileSync(join(SHARED_REFERENCE_DIR, name), "utf8"), `docs/reference/${name} differs from ../shared/reference/${name}`).toBe(true);
     }
   });
 });
+
+for (const check of CHECKS) {
+  describe(`gitpod.v1 wire contract: ${check.reference}`, () => {
+    // Never skipped: a missing reference fails here instead of silently checking nothing.
+    const md = readFileSync(join(REFERENCE_DIR, check.reference), "utf8");
+    const section = (from: string, to: string) => {
+      const start = md.indexOf(from);
+      const end = md.indexOf(to, start + from.length);
+      if (start < 0 || end < 0) throw new Error(`${check.reference}: no section from "${from}" to "${to}"`);
+      return md.slice(start, end);
+    };
+
+    describe("services", () => {
+      for (const { service, from, to, subset } of check.services) {
+        it(service.typeName, () => {
+          let want = tableRows(section(from, to), /^[A-Z]\w+$/).filter((r) => r[1]?.endsWith("Request"));
+          if (subset) want = want.filter((r) => service.methods.some((m) => m.name === r[0]));
+          const got = service.methods.map((m) => [
+            m.name, strip(m.input.typeName), strip(m.output.typeName),
+            m.methodKind === "server_streaming" ? "server-streaming" : m.methodKind, idempotency(m.idempotency),
+          ]);
+          expect(got).toEqual(want);
+        });
+      }
+    });
+
+    // A block that only points at an identical table printed earlier has nothing of its own.
+    const blocks = check.messages
+      .flatMap(({ from, to }) => section(from, to).split("\n#### ").slice(1))
+      .filter((b) => !/^\S.*\n+_Same table as/.test(b));
+    describe("messages", () => {
+      for (const block of blocks.filter((b) => !b.startsWith("enum "))) {
+        const name = block.split(/\s/)[0]!;
+        it(name, () => {
+          const message = registry.getMessage(`gitpod.v1.${name}`);
+          expect(message, `message ${name}`).toBeDefined();
+          const want = tableRows(block, /^\d+$/).map(([no, field, type, label, json, extra = ""]) => [
+            Number(no), field, type, label, json, extra.includes("**DEPRECATED**"),
+            RULE_OVERRIDES[`${name}.${field}`]?.slice().sort() ?? refRules(extra),
+          ]);
+          const got = message!.fields.map((f) => [
+            f.number, f.name, typeOf(f), labelOf(f), f.jsonName, f.deprecated, rulesOf(f),
+          ]);
+          expect(got).toEqual(want);
+        });
+      }
+    });
+
+    describe("enums", () => {
+      for (const block of blocks.filter((b) => b.startsWith("enum "))) {
+        const name = block.split(/\s+/)[1]!;
+        it(name, () => {
+          const e = registry.getEnum(`gitpod.v1.${name}`);
+          expect(e, `enum ${name}`).toBeDefined();
+          const want = tableRows(block, /^\d+$/).map(([no, value, note = ""]) => [Number(no), value, note.includes("DEPRECATED")]);
+          expect(e!.values.map((v) => [v.number, v.name, v.deprecated])).toEqual(want);
+          const reserved = [
+            ...e!.proto.reservedRange.map((r) => (r.start === r.end ? `${r.start}` : `${r.start} to ${r.end}`)),
+            ...e!.proto.reservedName.map((n) => `"${n}"`),
+          ].join(", ");
+          expect(reserved).toBe(/\nreserved: (.*)/.exec(block)?.[1] ?? "");
+        });
+      }
+    });
+  });
+}
