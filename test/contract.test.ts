@@ -15,7 +15,9 @@ import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import {
   BytesRulesSchema, field as validateField, Ignore, RepeatedRulesSchema, StringRulesSchema, type FieldRules,
 } from "../gen/buf/validate/validate_pb.js";
+import { file_gitpod_v1_group, GroupService } from "../gen/gitpod/v1/group_pb.js";
 import { file_gitpod_v1_identity, IdentityService } from "../gen/gitpod/v1/identity_pb.js";
+import { file_gitpod_v1_organization } from "../gen/gitpod/v1/organization_pb.js";
 import { file_gitpod_v1_runner, RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { file_gitpod_v1_runner_interaction, RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
 import { projectRoot } from "../src/paths.js";
@@ -43,6 +45,16 @@ const CHECKS: ReferenceCheck[] = [
     ],
     messages: [{ from: "## 4.", to: "## 9." }],
   },
+  {
+    reference: "gitpod-v1-runner-channel.md",
+    services: [{ service: GroupService, from: "### 5.1", to: "### 5.2" }],
+    messages: [
+      // Groups, memberships, role assignments and their enums (ResourceType lives in event.proto).
+      { from: "### 5.2", to: "### 5.6" },
+      // Of organization.proto only the OrganizationRole enum (OrganizationService is not served).
+      { from: "### 5.6", to: "#### SetRoleRequest" },
+    ],
+  },
 ];
 
 // Deliberate deviations from the reference's validation column (documented in the .proto files).
@@ -62,7 +74,9 @@ function withDependencies(...files: DescFile[]): DescFile[] {
   return [...all];
 }
 
-const registry = createRegistry(...withDependencies(file_gitpod_v1_runner, file_gitpod_v1_identity, file_gitpod_v1_runner_interaction));
+const registry = createRegistry(
+  ...withDependencies(file_gitpod_v1_runner, file_gitpod_v1_identity, file_gitpod_v1_runner_interaction, file_gitpod_v1_group, file_gitpod_v1_organization),
+);
 
 /** Rows of every markdown table row starting with `| <cell>` under `text`, cells trimmed. */
 function tableRows(text: string, first: RegExp): string[][] {
@@ -95,8 +109,14 @@ function labelOf(f: DescField): string {
   return f.oneof ? `oneof \`${f.oneof.name}\`` : "-";
 }
 
+/** `{NAME(1), OTHER(2)}`, as the references print enum allow and deny lists. */
+function enumList(f: DescField, numbers: number[]): string {
+  const e = f.fieldKind === "enum" ? f.enum : undefined;
+  return `{${numbers.map((n) => `${e?.values.find((v) => v.number === n)?.name ?? "?"}(${n})`).join(", ")}}`;
+}
+
 /** buf.validate rules of one field type, in the reference's compact vocabulary. */
-function typeRules(t: FieldRules["type"], inItems = false): string[] {
+function typeRules(t: FieldRules["type"], inItems = false, f?: DescField): string[] {
   const out: string[] = [];
   switch (t.case) {
     case "string": {
@@ -105,6 +125,7 @@ function typeRules(t: FieldRules["type"], inItems = false): string[] {
       if (s.wellKnown.case === "uri") out.push("absolute URI");
       const min = isFieldSet(s, StringRulesSchema.field.minLen), max = isFieldSet(s, StringRulesSchema.field.maxLen);
       if (min) out.push(max ? `${s.minLen}..${s.maxLen} chars` : `>=${s.minLen} chars`);
+      else if (max) out.push(`<=${s.maxLen} chars`);
       break;
     }
     case "bytes":
@@ -113,6 +134,8 @@ function typeRules(t: FieldRules["type"], inItems = false): string[] {
       break;
     case "enum":
       if (t.value.definedOnly) out.push("defined enum value");
+      if (f && t.value.in.length) out.push(`in ${enumList(f, t.value.in)}`);
+      if (f && t.value.notIn.length) out.push(`not in ${enumList(f, t.value.notIn)}`);
       break;
     case "int32":
       out.push(`${t.value.greaterThan.value}..${t.value.lessThan.value}`);
@@ -136,19 +159,26 @@ function typeRules(t: FieldRules["type"], inItems = false): string[] {
 function rulesOf(f: DescField): string[] {
   if (!hasOption(f, validateField)) return [];
   const r = getOption(f, validateField);
-  const out = typeRules(r.type);
+  const out = typeRules(r.type, false, f);
   if (r.ignore === Ignore.IF_ZERO_VALUE) out.push("rules skipped when empty");
   if (r.required) out.push("required");
   if (r.cel.length) out.push("cel");
   return out.sort();
 }
 
-/** Validation column → sorted rules (protovalidate 1.x has one "skip if zero/default" mode). */
+/**
+ * Validation column → sorted rules (protovalidate 1.x has one "skip if zero/default" mode).
+ * gitpod-v1-runner-channel.md writes a list rule as `<=25 items; each: UUID`, gitpod-v1-wire.md
+ * as `<=25 items, each: uuid`: both become the latter.
+ */
 function refRules(cell: string): string[] {
-  return cell.split(";").map((s) => s.trim())
-    .filter((s) => s && s !== "**DEPRECATED**")
-    .map((s) => (s === "rules skipped when default" ? "rules skipped when empty" : s))
-    .sort();
+  const parts = cell.split(";").map((s) => s.trim()).filter((s) => s && s !== "**DEPRECATED**");
+  const merged: string[] = [];
+  for (const part of parts) {
+    if (part.startsWith("each: ") && merged.length > 0) merged.push(`${merged.pop()}, ${part.replace("each: UUID", "each: uuid")}`);
+    else merged.push(part === "rules skipped when default" ? "rules skipped when empty" : part);
+  }
+  return merged.sort();
 }
 
 const idempotency = (level: MethodOptions_IdempotencyLevel) =>
@@ -225,7 +255,8 @@ for (const check of CHECKS) {
             ...e!.proto.reservedRange.map((r) => (r.start === r.end ? `${r.start}` : `${r.start} to ${r.end}`)),
             ...e!.proto.reservedName.map((n) => `"${n}"`),
           ].join(", ");
-          expect(reserved).toBe(/\nreserved: (.*)/.exec(block)?.[1] ?? "");
+          // gitpod-v1-runner-channel.md prints "reserved: 34, 57; reserved names: "X"".
+          expect(reserved).toBe(/\nreserved: (.*)/.exec(block)?.[1]?.replace("; reserved names: ", ", ") ?? "");
         });
       }
     });
