@@ -12,9 +12,13 @@ import { Authenticator } from "./domain/auth.js";
 import { CredentialCache } from "./domain/credential-cache.js";
 import { PageTokenCodec } from "./domain/page-token.js";
 import { RunnerRegistry } from "./domain/runner-registry.js";
+import { GroupDirectory } from "./domain/groups.js";
+import { RunnerPolicies } from "./domain/runner-policies.js";
 import type { Database } from "./store/db/database.js";
 import { CREDENTIALS_CHANNEL } from "./store/credential-revocations.js";
 import { IdentityStore } from "./store/identity-store.js";
+import { GroupStore } from "./store/group-store.js";
+import { RunnerPolicyStore } from "./store/runner-policy-store.js";
 import { runnerStats } from "./store/runner-stats-store.js";
 import { RunnerStore } from "./store/runner-store.js";
 import { sharedSecret } from "./store/settings-store.js";
@@ -32,9 +36,11 @@ import { serviceRoute } from "./rpc/unary-fast-path.js";
 import { identityService } from "./rpc/services/identity-service.js";
 import { runnerInteractionService } from "./rpc/services/runner-interaction-service.js";
 import { runnerService } from "./rpc/services/runner-service.js";
+import { groupService } from "./rpc/services/group-service.js";
 import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
+import { GroupService } from "../gen/gitpod/v1/group_pb.js";
 
 export interface BuildOptions {
   config: Config;
@@ -104,6 +110,10 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   const registry = new RunnerRegistry(runnerStore, clock, { windowMs: config.livenessWindowMs }, pageTokens, (revocation) =>
     credentials.revoke(revocation),
   );
+  // Who may do what (src/domain/access.ts): groups, memberships and runner policies.
+  const groupStore = new GroupStore(db);
+  const groups = new GroupDirectory(groupStore, clock, pageTokens, (revocation) => credentials.revoke(revocation));
+  const policies = new RunnerPolicies(new RunnerPolicyStore(db), groupStore, registry, clock, pageTokens);
   const authenticator = new Authenticator(identities, runnerStore, credentials);
   // Brute-force protection (src/ops/rate-limit.ts): AUTH_FAILURE_LIMIT failures per address and window.
   const authFailures =
@@ -141,7 +151,8 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   ];
   await registerRpcRoutes(app, {
     services: [
-      serviceRoute(RunnerService, runnerService(registry)),
+      serviceRoute(RunnerService, runnerService(registry, policies)),
+      serviceRoute(GroupService, groupService(groups, policies)),
       serviceRoute(IdentityService, identityService(registry)),
       serviceRoute(RunnerInteractionService, runnerInteractionService(registry)),
     ],

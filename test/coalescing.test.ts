@@ -4,6 +4,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Batcher } from "../src/store/db/batcher.js";
 import { CredentialCache } from "../src/domain/credential-cache.js";
+import { OrganizationRole } from "../gen/gitpod/v1/organization_pb.js";
 import type { Caller } from "../src/domain/auth.js";
 import { RunnerStore, type NewRunner } from "../src/store/runner-store.js";
 import { hashToken, generateToken } from "../src/domain/tokens.js";
@@ -51,7 +52,7 @@ describe("Batcher", () => {
 });
 
 describe("CredentialCache", () => {
-  const user: Caller = { kind: "user", userId: "u1", organizationId: "o1", organizationTier: "" };
+  const user: Caller = { kind: "user", userId: "u1", organizationId: "o1", organizationTier: "", role: OrganizationRole.MEMBER, groupIds: ["g1"] };
   const runner: Caller = { kind: "runner", runnerId: "r1", organizationId: "o1" };
 
   it("caches nothing until notifications flow, and forgets everything when they stop", () => {
@@ -78,6 +79,26 @@ describe("CredentialCache", () => {
     expect(cache.get("runner")).toBeUndefined();
     cache.set("runner", runner, undefined, epochBeforeLookup); // a slow lookup finishing after the revoke
     expect(cache.get("runner")).toBeUndefined();
+  });
+
+  it("evicts a user's callers when their role or groups change, and the members of a deleted group", () => {
+    const cache = new CredentialCache({ ttlMs: 60_000, capacity: 10 });
+    cache.setLive(true);
+    const colleague: Caller = { ...user, userId: "u2", groupIds: ["g2"] };
+    const put = () => {
+      cache.set("user", user, "key-1", cache.currentEpoch());
+      cache.set("user-2", user, "key-2", cache.currentEpoch()); // a second key of the same user
+      cache.set("colleague", colleague, "key-3", cache.currentEpoch());
+      cache.set("runner", runner, undefined, cache.currentEpoch());
+    };
+    put();
+    cache.onNotification("user:u1");
+    expect([cache.get("user"), cache.get("user-2")]).toEqual([undefined, undefined]);
+    expect([cache.get("colleague"), cache.get("runner")]).toEqual([colleague, runner]);
+    put();
+    cache.onNotification("group:g1");
+    expect([cache.get("user"), cache.get("user-2")]).toEqual([undefined, undefined]);
+    expect([cache.get("colleague"), cache.get("runner")]).toEqual([colleague, runner]);
   });
 
   it("expires entries and stays within its capacity", () => {

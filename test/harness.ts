@@ -19,6 +19,8 @@ import { build } from "../src/server.js";
 import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
+import { GroupService } from "../gen/gitpod/v1/group_pb.js";
+import { ROLE_NAMES } from "../src/domain/accounts.js";
 
 export const protocols = ["connect-json", "connect-binary", "grpc", "grpc-web"] as const;
 export type Protocol = (typeof protocols)[number];
@@ -54,8 +56,12 @@ export interface TestServer {
   runners(protocol: Protocol, token?: string): Client<typeof RunnerService>;
   identity(protocol: Protocol, token?: string): Client<typeof IdentityService>;
   interaction(protocol: Protocol, token?: string): Client<typeof RunnerInteractionService>;
-  /** A new organization with one user and an API key. */
-  newUser(organizationSlug?: string): Promise<TestUser>;
+  groups(protocol: Protocol, token?: string): Client<typeof GroupService>;
+  /**
+   * A user with an API key: by default in a new organization, whose first user (and so its
+   * admin) it is. In an existing organization a new user is a member unless `role` says otherwise.
+   */
+  newUser(organizationSlug?: string, options?: { role?: "admin" | "member" }): Promise<TestUser>;
   close(): Promise<void>;
 }
 
@@ -118,10 +124,12 @@ export async function startServer(
     runners: client(RunnerService),
     identity: client(IdentityService),
     interaction: client(RunnerInteractionService),
-    async newUser(organizationSlug = uniqueSlug()) {
+    groups: client(GroupService),
+    async newUser(organizationSlug = uniqueSlug(), options = {}) {
       const issued = await issueApiKey(new IdentityStore(db), clock, {
         organizationSlug,
         userEmail: `${randomBytes(4).toString("hex")}@example.com`,
+        role: options.role && ROLE_NAMES[options.role],
       });
       return { apiKey: issued.apiKey, userId: issued.user.id, organizationId: issued.organization.id, organizationSlug };
     },

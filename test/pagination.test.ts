@@ -258,7 +258,7 @@ describe("filters", () => {
 
   beforeAll(async () => {
     alice = await server.newUser();
-    bob = await server.newUser(alice.organizationSlug); // a second user of the same organization
+    bob = await server.newUser(alice.organizationSlug, { role: "admin" }); // a second user (and admin) of the same organization
     expect(bob.organizationId).toBe(alice.organizationId);
     const made: [TestUser, RunnerProvider][] = [
       [alice, RunnerProvider.AWS_EC2],

@@ -5,9 +5,9 @@ import { permissionDenied } from "./errors.js";
 import type { IdentityStore } from "../store/identity-store.js";
 import type { RunnerStore } from "../store/runner-store.js";
 import type { CredentialCache } from "./credential-cache.js";
-import type { Caller } from "./caller.js";
+import type { Caller, UserCaller } from "./caller.js";
 
-export type { Caller } from "./caller.js";
+export type { Caller, UserCaller } from "./caller.js";
 
 export const callerKey = createContextKey<Caller | undefined>(undefined, { description: "authenticated caller" });
 
@@ -35,7 +35,14 @@ export class Authenticator {
     if (kind === "apiKey") {
       const user = await this.identities.userByApiKeyHash(hash);
       if (!user || !hashesEqual(user.tokenHash, hash)) throw unauthenticated();
-      const caller: Caller = { kind: "user", userId: user.userId, organizationId: user.organizationId, organizationTier: user.organizationTier };
+      const caller: Caller = {
+        kind: "user",
+        userId: user.userId,
+        organizationId: user.organizationId,
+        organizationTier: user.organizationTier,
+        role: user.role,
+        groupIds: user.groupIds,
+      };
       this.cache.set(key, caller, user.apiKeyId, epoch);
       return caller;
     }
@@ -53,7 +60,7 @@ export function callerOf(ctx: HandlerContext): Caller {
   return caller;
 }
 
-export function requireUser(ctx: HandlerContext): Extract<Caller, { kind: "user" }> {
+export function requireUser(ctx: HandlerContext): UserCaller {
   const caller = callerOf(ctx);
   if (caller.kind !== "user") throw permissionDenied("runner access tokens cannot call this method; use a user API key");
   return caller;

@@ -3,7 +3,10 @@
 //
 // Revocation stays immediate: revoking an API key or deleting a runner publishes a
 // notification in the same SQL statement (NOTIFY is delivered on commit) that every
-// replica applies; the replica that made the change also evicts at once. While the
+// replica applies; the replica that made the change also evicts at once. A cached user
+// caller also carries the user's organization role and groups (src/domain/access.ts
+// decides with them): changing a role or a membership, or deleting a group, evicts the
+// callers concerned the same way. While the
 // notification session is down nothing is cached, since revocations could be missed.
 // A lookup that started before an invalidation is not cached (the epoch check), so a
 // concurrent revoke cannot be undone by a slow read.
@@ -14,6 +17,14 @@ interface Entry {
   caller: Caller;
   apiKeyId: string | undefined;
   expiresAt: number;
+}
+
+function matches(entry: Entry, revocation: Revocation): boolean {
+  const { caller } = entry;
+  if ("apiKeyId" in revocation) return entry.apiKeyId === revocation.apiKeyId;
+  if ("runnerId" in revocation) return caller.kind === "runner" && caller.runnerId === revocation.runnerId;
+  if ("userId" in revocation) return caller.kind === "user" && caller.userId === revocation.userId;
+  return caller.kind === "user" && caller.groupIds.includes(revocation.groupId);
 }
 
 export class CredentialCache {
@@ -57,11 +68,7 @@ export class CredentialCache {
   revoke(revocation: Revocation): void {
     this.epoch++;
     for (const [key, entry] of this.entries) {
-      const matches =
-        "apiKeyId" in revocation
-          ? entry.apiKeyId === revocation.apiKeyId
-          : entry.caller.kind === "runner" && entry.caller.runnerId === revocation.runnerId;
-      if (matches) this.entries.delete(key);
+      if (matches(entry, revocation)) this.entries.delete(key);
     }
   }
 

@@ -30,3 +30,12 @@ export function failedPrecondition(message: string): ConnectError {
 export function permissionDenied(message: string): ConnectError {
   return new ConnectError(message, Code.PermissionDenied);
 }
+
+export function alreadyExists(message: string): ConnectError {
+  return new ConnectError(message, Code.AlreadyExists);
+}
+
+/** A request this server understands but does not serve (a feature it does not have). */
+export function unimplemented(message: string): ConnectError {
+  return new ConnectError(message, Code.Unimplemented);
+}

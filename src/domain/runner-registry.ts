@@ -14,7 +14,17 @@ import type { ListFilter, NewRunner, RunnerRow, RunnerStore, StatusPatch } from 
 import { Batcher } from "../store/db/batcher.js";
 import type { Revocation } from "../store/credential-revocations.js";
 import { failedPrecondition, notFound } from "./errors.js";
-import type { PageTokenCodec } from "./page-token.js";
+import { filterDigest, type PageTokenCodec } from "./page-token.js";
+import type { Caller, UserCaller } from "./caller.js";
+import {
+  listingScope,
+  managesEveryRunner,
+  requireMayCreateRunners,
+  requireRunnerAccess,
+  runnerAccess,
+  type RunnerAccess,
+  type RunnerAction,
+} from "./access.js";
 import {
   EXCHANGE_TOKEN_TTL_MS,
   newRunnerFrom,
@@ -25,8 +35,7 @@ import {
 } from "./runners.js";
 import { generateToken, hashToken, tokenKindOf } from "./tokens.js";
 
-export const DEFAULT_PAGE_SIZE = 25;
-export const MAX_PAGE_SIZE = 100;
+export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./page-token.js";
 
 const invalidExchangeToken = () =>
   new ConnectError("exchange token is not valid: it is unknown, expired or already used", Code.Unauthenticated);
@@ -61,10 +70,8 @@ export class RunnerRegistry {
     this.registrations = new Batcher((items) => store.insertWithExchangeTokens(items), BATCH);
   }
 
-  async create(
-    user: { userId: string; organizationId: string },
-    request: Parameters<typeof newRunnerFrom>[0],
-  ): Promise<{ runner: Runner; exchangeToken: string }> {
+  async create(user: UserCaller, request: Parameters<typeof newRunnerFrom>[0]): Promise<{ runner: Runner; exchangeToken: string }> {
+    requireMayCreateRunners(user);
     const now = this.clock.now();
     const runner = newRunnerFrom(request, { runnerId: randomUUID(), organizationId: user.organizationId, creatorId: user.userId }, now);
     const exchangeToken = generateToken("exchange");
@@ -73,32 +80,59 @@ export class RunnerRegistry {
     return { runner: runnerMessage(rowOfNewRunner(runner), now, this.liveness), exchangeToken };
   }
 
-  async get(organizationId: string, runnerId: string): Promise<Runner> {
+  /**
+   * The live runner, when the user may do `action` with it (src/domain/access.ts); else
+   * `not_found` (also for a runner the user may not see) or `permission_denied`. For every use
+   * case that acts on one runner, such as the SCM calls through it.
+   */
+  async authorize(user: UserCaller, runnerId: string, action: RunnerAction): Promise<RunnerRow> {
+    const row = await this.reads.submit(runnerId);
+    requireRunnerAccess(user, row, runnerId, action);
+    return row!;
+  }
+
+  /** What the user may do with the runner ("none" also when there is no such live runner). */
+  async accessTo(user: UserCaller, runnerId: string): Promise<RunnerAccess> {
+    const row = await this.reads.submit(runnerId);
+    return row ? runnerAccess(user, row) : "none";
+  }
+
+  /** Checks `manage` before a change; an admin manages every runner, so nothing is read for them. */
+  private async authorizeChange(user: UserCaller, runnerId: string): Promise<void> {
+    if (!managesEveryRunner(user)) await this.authorize(user, runnerId, "manage");
+  }
+
+  async get(caller: Caller, runnerId: string): Promise<Runner> {
+    if (caller.kind === "user") return runnerMessage(await this.authorize(caller, runnerId, "use"), this.clock.now(), this.liveness);
     const row = await this.reads.submit(runnerId);
     // Another organization's runner is indistinguishable from a missing one.
-    if (!row || row.organizationId !== organizationId) throw notFound(`runner ${runnerId}`);
+    if (!row || row.organizationId !== caller.organizationId) throw notFound(`runner ${runnerId}`);
     return runnerMessage(row, this.clock.now(), this.liveness);
   }
 
-  async list(organizationId: string, request: ListRunnersRequest): Promise<{ runners: Runner[]; nextToken: string }> {
+  /** The runners of the user's organization they may use (all of them for an admin). */
+  async list(user: UserCaller, request: ListRunnersRequest): Promise<{ runners: Runner[]; nextToken: string }> {
+    const { organizationId } = user;
     const filter: ListFilter = {
       kinds: request.filter?.kinds ?? [],
       providers: request.filter?.providers ?? [],
       creatorIds: request.filter?.creatorIds ?? [],
     };
-    const pageSize = request.pagination?.pageSize || DEFAULT_PAGE_SIZE;
-    const token = request.pagination?.token ?? "";
-    const after = token === "" ? undefined : this.pageTokens.decode(token, organizationId, filter);
-    // One extra row tells whether another page exists, so the last page has no next token.
-    const rows = await this.store.list(organizationId, filter, after, pageSize + 1);
-    const page = rows.slice(0, pageSize);
-    const last = page[page.length - 1];
-    const nextToken = rows.length > pageSize && last ? this.pageTokens.encode({ createdAt: last.createdAt, id: last.id }, organizationId, filter) : "";
+    const scope = listingScope(user);
+    const { rows, nextToken } = await this.pageTokens.page(
+      request.pagination,
+      filterDigest(organizationId, filter),
+      "ListRunners",
+      (after, limit) => this.store.list(organizationId, filter, after, limit, scope),
+      (row) => ({ createdAt: row.createdAt, id: row.id }),
+    );
     const now = this.clock.now();
-    return { runners: page.map((row) => runnerMessage(row, now, this.liveness)), nextToken };
+    return { runners: rows.map((row) => runnerMessage(row, now, this.liveness)), nextToken };
   }
 
-  async update(organizationId: string, request: UpdateRunnerRequest): Promise<void> {
+  async update(user: UserCaller, request: UpdateRunnerRequest): Promise<void> {
+    const { organizationId } = user;
+    await this.authorizeChange(user, request.runnerId);
     const patch = specPatchFrom(request);
     const changesSomething = Object.values(patch).some((value) => value !== undefined);
     if (changesSomething && (await this.store.update(organizationId, request.runnerId, patch, this.clock.now()))) return;
@@ -109,7 +143,9 @@ export class RunnerRegistry {
     throw failedPrecondition("spec.desired_phase: can only be changed on the organization's RUNNER_KIND_LOCAL_CONFIGURATION runner");
   }
 
-  async delete(organizationId: string, runnerId: string): Promise<void> {
+  async delete(user: UserCaller, runnerId: string): Promise<void> {
+    const { organizationId } = user;
+    await this.authorizeChange(user, runnerId);
     if (await this.store.markDeleted(organizationId, runnerId, this.clock.now())) {
       this.onRevoked({ runnerId: runnerId.toLowerCase() });
       return;
@@ -119,7 +155,9 @@ export class RunnerRegistry {
     throw failedPrecondition("the RUNNER_KIND_LOCAL_CONFIGURATION runner belongs to the organization and cannot be deleted");
   }
 
-  async createExchangeToken(organizationId: string, runnerId: string): Promise<string> {
+  async createExchangeToken(user: UserCaller, runnerId: string): Promise<string> {
+    const { organizationId } = user;
+    await this.authorizeChange(user, runnerId);
     const now = this.clock.now();
     const exchangeToken = generateToken("exchange");
     const expiresAt = new Date(now.getTime() + EXCHANGE_TOKEN_TTL_MS);

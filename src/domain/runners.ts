@@ -34,7 +34,7 @@ export const kindOfProvider: Readonly<Record<number, RunnerKind>> = {
 /** Desired phases a caller may ask for; UNSPECIFIED on create means ACTIVE. */
 const selectableDesiredPhases = new Set([RunnerPhase.ACTIVE, RunnerPhase.INACTIVE]);
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const EXCHANGE_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
 
@@ -313,5 +313,6 @@ export function rowOfNewRunner(runner: NewRunner): RunnerRow {
     additionalInfo: [],
     capabilities: [],
     gatewayInfo: null,
+    policies: [],
   });
 }

@@ -11,11 +11,29 @@ export interface Organization {
   tier: string;
 }
 
+/** gitpod.v1.OrganizationRole numbers, as stored in users.role. */
+export const ROLE_ADMIN = 1;
+export const ROLE_MEMBER = 2;
+
 export interface User {
   id: string;
   organizationId: string;
   email: string;
+  /** ROLE_ADMIN or ROLE_MEMBER. */
+  role: number;
 }
+
+export interface UserInfo {
+  id: string;
+  organizationSlug: string;
+  email: string;
+  role: number;
+  /** Names of the groups the user is a member of, sorted. */
+  groups: string[];
+  createdAt: Date;
+}
+
+export type SetRoleOutcome = { outcome: "set"; user: User } | { outcome: "no-such-user" } | { outcome: "last-admin" };
 
 export interface ApiKeyInfo {
   id: string;
@@ -32,6 +50,9 @@ export interface UserCredential {
   userId: string;
   organizationId: string;
   organizationTier: string;
+  role: number;
+  /** The groups the user is a member of. */
+  groupIds: string[];
 }
 
 const q = {
@@ -42,11 +63,52 @@ const q = {
   ),
   anyOrganization: sql("org_none", "SELECT NOT EXISTS (SELECT 1 FROM organizations) AS empty"),
   organizationBySlug: sql("org_by_slug", "SELECT id, slug, name, tier FROM organizations WHERE slug = $1"),
-  upsertUser: sql(
-    "user_upsert",
-    `INSERT INTO users (id, organization_id, email, created_at) VALUES ($1, $2, $3, $4)
-     ON CONFLICT (organization_id, email) DO UPDATE SET email = EXCLUDED.email
-     RETURNING id, organization_id AS "organizationId", email`,
+  lockOrganization: sql("org_lock", "SELECT id FROM organizations WHERE id = $1 FOR UPDATE"),
+  lockOrganizationBySlug: sql("org_lock_by_slug", "SELECT id FROM organizations WHERE slug = $1 FOR UPDATE"),
+  // Run with the organization's row locked, so that of two users created at once only one is
+  // the first (this statement's snapshot is taken after the lock was granted).
+  insertUser: sql(
+    "user_insert",
+    `INSERT INTO users (id, organization_id, email, created_at, role)
+     SELECT $1, $2, $3, $4,
+            COALESCE($5::smallint, CASE WHEN EXISTS (SELECT 1 FROM users WHERE organization_id = $2) THEN ${ROLE_MEMBER} ELSE ${ROLE_ADMIN} END)
+     ON CONFLICT (organization_id, email) DO NOTHING
+     RETURNING id, organization_id AS "organizationId", email, role`,
+  ),
+  userByEmail: sql(
+    "user_by_email",
+    `SELECT id, organization_id AS "organizationId", email, role FROM users WHERE organization_id = $1 AND email = $2`,
+  ),
+  // Run with the organization's row locked: demoting admins one by one at the same time cannot
+  // leave the organization without one. The notification evicts the user's cached callers on
+  // every replica, so the new role applies to their next call.
+  userBySlugAndEmail: sql(
+    "user_by_slug_and_email",
+    `SELECT u.id, u.organization_id AS "organizationId", u.email, u.role
+       FROM users u JOIN organizations o ON o.id = u.organization_id WHERE o.slug = $1 AND u.email = $2`,
+  ),
+  // Run with the organization's row locked: demoting admins one by one at the same time cannot
+  // leave the organization without one. The notification evicts the user's cached callers on
+  // every replica, so the new role applies to their next call.
+  setRole: sql(
+    "user_set_role",
+    `WITH changed AS (
+       UPDATE users u SET role = $2
+        WHERE u.id = $1
+          AND ($2 = ${ROLE_ADMIN} OR u.role = ${ROLE_MEMBER}
+               OR EXISTS (SELECT 1 FROM users a WHERE a.organization_id = u.organization_id AND a.role = ${ROLE_ADMIN} AND a.id <> u.id))
+        RETURNING u.id, u.organization_id AS "organizationId", u.email, u.role
+     )
+     SELECT id, "organizationId", email, role, pg_notify('${CREDENTIALS_CHANNEL}', ${revocationPayloadSql.user("id")}) FROM changed`,
+  ),
+  listUsers: sql(
+    "user_list",
+    `SELECT u.id, o.slug AS "organizationSlug", u.email, u.role, u.created_at AS "createdAt",
+            ARRAY(SELECT g.name FROM group_memberships m JOIN groups g ON g.id = m.group_id
+                   WHERE m.user_id = u.id ORDER BY g.name) AS groups
+       FROM users u JOIN organizations o ON o.id = u.organization_id
+      WHERE $1::text IS NULL OR o.slug = $1
+      ORDER BY o.slug, u.created_at, u.email`,
   ),
   insertApiKey: sql(
     "api_key_insert",
@@ -56,8 +118,9 @@ const q = {
   apiKeyByHash: sql(
     "api_key_by_hash",
     `SELECT k.id AS "apiKeyId", k.user_id AS "userId", k.organization_id AS "organizationId", o.tier AS "organizationTier",
+            u.role, ARRAY(SELECT m.group_id::text FROM group_memberships m WHERE m.user_id = k.user_id ORDER BY 1) AS "groupIds",
             k.token_hash AS "tokenHash"
-       FROM api_keys k JOIN organizations o ON o.id = k.organization_id
+       FROM api_keys k JOIN organizations o ON o.id = k.organization_id JOIN users u ON u.id = k.user_id
       WHERE k.token_hash = $1 AND k.revoked_at IS NULL`,
   ),
   listApiKeys: sql(
@@ -108,9 +171,37 @@ export class IdentityStore {
     return rows[0];
   }
 
-  async ensureUser(organizationId: string, email: string, now: Date): Promise<User> {
-    const { rows } = await this.db.query<User>(q.upsertUser, [randomUUID(), organizationId, email, now]);
-    return rows[0]!;
+  /**
+   * Returns the user with this email, creating it when absent: with `role` when given, else as
+   * the organization's admin when it is its first user and as a member otherwise. An existing
+   * user keeps its role.
+   */
+  async ensureUser(organizationId: string, email: string, now: Date, role?: number): Promise<{ user: User; created: boolean }> {
+    return this.db.transaction(async (tx) => {
+      await tx.query(q.lockOrganization, [organizationId]);
+      const { rows } = await tx.query<User>(q.insertUser, [randomUUID(), organizationId, email, now, role ?? null]);
+      if (rows[0]) return { user: rows[0], created: true };
+      const existing = await tx.query<User>(q.userByEmail, [organizationId, email]);
+      return { user: existing.rows[0]!, created: false };
+    });
+  }
+
+  /** Changes a user's role, unless that would leave the organization without an admin. */
+  async setRole(organizationSlug: string, email: string, role: number): Promise<SetRoleOutcome> {
+    return this.db.transaction(async (tx) => {
+      await tx.query(q.lockOrganizationBySlug, [organizationSlug]);
+      const found = await tx.query<User>(q.userBySlugAndEmail, [organizationSlug, email]);
+      if (!found.rows[0]) return { outcome: "no-such-user" };
+      const { rows } = await tx.query<User>(q.setRole, [found.rows[0].id, role]);
+      const user = rows[0];
+      if (!user) return { outcome: "last-admin" };
+      return { outcome: "set", user: { id: user.id, organizationId: user.organizationId, email: user.email, role: user.role } };
+    });
+  }
+
+  async listUsers(organizationSlug?: string): Promise<UserInfo[]> {
+    const { rows } = await this.db.query<UserInfo>(q.listUsers, [organizationSlug ?? null]);
+    return rows;
   }
 
   async insertApiKey(user: User, tokenHash: Buffer, description: string, now: Date): Promise<string> {

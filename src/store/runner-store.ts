@@ -59,6 +59,8 @@ export interface RunnerRow extends RunnerSpecColumns {
   additionalInfo: StoredFieldValue[];
   capabilities: number[];
   gatewayInfo: unknown;
+  /** The groups holding a role on the runner (runner_policies; RunnerRole numbers), for the access rules. */
+  policies: { groupId: string; role: number }[];
 }
 
 export interface NewRunner extends RunnerSpecColumns {
@@ -132,7 +134,9 @@ const RUNNER_COLUMNS = `
   status_system_details AS "statusSystemDetails", status_log_url AS "statusLogUrl", status_region AS "statusRegion",
   status_llm_url AS "statusLlmUrl", status_support_bundle_url AS "statusSupportBundleUrl",
   degradation_message AS "degradationMessage", additional_info AS "additionalInfo", capabilities,
-  gateway_info AS "gatewayInfo"`;
+  gateway_info AS "gatewayInfo",
+  COALESCE((SELECT jsonb_agg(jsonb_build_object('groupId', p.group_id, 'role', p.role)) FROM runner_policies p WHERE p.runner_id = runners.id),
+           '[]'::jsonb) AS policies`;
 
 const INSERT_RUNNER_COLUMNS = `id, organization_id, creator_id, creator_principal, name, kind, provider, runner_manager_id,
   created_at, updated_at, desired_phase, variant, region, release_channel, auto_update, log_level,
@@ -175,6 +179,11 @@ const q = {
         AND (cardinality($3::smallint[]) = 0 OR provider = ANY($3::smallint[]))
         AND (cardinality($4::uuid[]) = 0 OR creator_id = ANY($4::uuid[]))
         AND ($5::timestamptz IS NULL OR (created_at, id) < ($5::timestamptz, $6::uuid))
+        -- The caller's scope (src/domain/access.ts listingScope): all (null), or the runners
+        -- without policies and those on which one of these groups holds a role.
+        AND ($8::uuid[] IS NULL
+             OR NOT EXISTS (SELECT 1 FROM runner_policies p WHERE p.runner_id = runners.id)
+             OR EXISTS (SELECT 1 FROM runner_policies p WHERE p.runner_id = runners.id AND p.group_id = ANY($8::uuid[])))
       ORDER BY created_at DESC, id DESC
       LIMIT $7`,
   ),
@@ -351,10 +360,17 @@ export class RunnerStore {
     return rows[0];
   }
 
-  async list(organizationId: string, filter: ListFilter, after: ListCursor | undefined, limit: number): Promise<RunnerRow[]> {
+  /** `scope`: undefined lists every runner; groups list those without policies or with a policy for one of them. */
+  async list(
+    organizationId: string,
+    filter: ListFilter,
+    after: ListCursor | undefined,
+    limit: number,
+    scope?: { groupIds: readonly string[] },
+  ): Promise<RunnerRow[]> {
     const { rows } = await this.db.query<RunnerRow>(q.list, [
       organizationId, filter.kinds, filter.providers, filter.creatorIds,
-      after?.createdAt ?? null, after?.id ?? null, limit,
+      after?.createdAt ?? null, after?.id ?? null, limit, scope ? [...scope.groupIds] : null,
     ]);
     return rows;
   }

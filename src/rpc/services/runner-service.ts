@@ -1,15 +1,30 @@
-// gitpod.v1.RunnerService: thin handlers that check who may call and delegate to the registry.
+// gitpod.v1.RunnerService: thin handlers that check who may call and delegate to the use cases,
+// which apply the access rules (src/domain/access.ts).
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { RunnerService } from "../../../gen/gitpod/v1/runner_pb.js";
 import { callerOf, requireUser } from "../../domain/auth.js";
+import type { RunnerAction } from "../../domain/access.js";
 import { permissionDenied } from "../../domain/errors.js";
+import type { RunnerPolicies } from "../../domain/runner-policies.js";
 import type { RunnerRegistry } from "../../domain/runner-registry.js";
 import { notImplemented } from "./not-implemented.js";
 
 const noScm = "it has no SCM integrations";
-const noPolicies = "runner policies (group roles) are not supported yet";
 
-export function runnerService(registry: RunnerRegistry): ServiceImpl<typeof RunnerService> {
+export function runnerService(registry: RunnerRegistry, policies: RunnerPolicies): ServiceImpl<typeof RunnerService> {
+  /**
+   * An RPC this server does not serve yet, whose access rule applies already: a caller who
+   * may not `action` the runner gets not_found or permission_denied, the others unimplemented.
+   */
+  const guardedNotImplemented =
+    (method: string, action: RunnerAction, reason: string) =>
+    async (request: { runnerId: string }, ctx: HandlerContext): Promise<never> => {
+      const user = requireUser(ctx);
+      // ParseContextURL may leave runner_id empty (the server would pick a runner).
+      if (request.runnerId !== "") await registry.authorize(user, request.runnerId, action);
+      return notImplemented(method, reason)();
+    };
+
   return {
     async createRunner(request, ctx) {
       const user = requireUser(ctx);
@@ -23,41 +38,53 @@ export function runnerService(registry: RunnerRegistry): ServiceImpl<typeof Runn
       if (caller.kind === "runner" && request.runnerId.toLowerCase() !== caller.runnerId) {
         throw permissionDenied("a runner may only read itself");
       }
-      return { runner: await registry.get(caller.organizationId, request.runnerId) };
+      return { runner: await registry.get(caller, request.runnerId) };
     },
 
     async listRunners(request, ctx) {
       const user = requireUser(ctx);
-      const { runners, nextToken } = await registry.list(user.organizationId, request);
+      const { runners, nextToken } = await registry.list(user, request);
       return { runners, pagination: { nextToken } };
     },
 
     async updateRunner(request, ctx) {
-      const user = requireUser(ctx);
-      await registry.update(user.organizationId, request);
+      await registry.update(requireUser(ctx), request);
       return {};
     },
 
     async deleteRunner(request, ctx) {
-      const user = requireUser(ctx);
-      await registry.delete(user.organizationId, request.runnerId);
+      await registry.delete(requireUser(ctx), request.runnerId);
       return {};
     },
 
     async createRunnerToken(request, ctx) {
-      const user = requireUser(ctx);
-      return { exchangeToken: await registry.createExchangeToken(user.organizationId, request.runnerId) };
+      return { exchangeToken: await registry.createExchangeToken(requireUser(ctx), request.runnerId) };
     },
 
-    createRunnerLogsToken: notImplemented("CreateRunnerLogsToken", "runner logs are not proxied"),
-    parseContextURL: notImplemented("ParseContextURL", noScm),
-    searchRepositories: notImplemented("SearchRepositories", noScm),
-    listSCMOrganizations: notImplemented("ListSCMOrganizations", noScm),
-    checkAuthenticationForHost: notImplemented("CheckAuthenticationForHost", noScm),
-    checkRepositoryAccess: notImplemented("CheckRepositoryAccess", noScm),
-    listRunnerPolicies: notImplemented("ListRunnerPolicies", noPolicies),
-    createRunnerPolicy: notImplemented("CreateRunnerPolicy", noPolicies),
-    updateRunnerPolicy: notImplemented("UpdateRunnerPolicy", noPolicies),
-    deleteRunnerPolicy: notImplemented("DeleteRunnerPolicy", noPolicies),
+    // Reading a runner's logs is part of managing it. The SCM calls through a runner are "use".
+    createRunnerLogsToken: guardedNotImplemented("CreateRunnerLogsToken", "manage", "runner logs are not proxied"),
+    parseContextURL: guardedNotImplemented("ParseContextURL", "use", noScm),
+    searchRepositories: guardedNotImplemented("SearchRepositories", "use", noScm),
+    listSCMOrganizations: guardedNotImplemented("ListSCMOrganizations", "use", noScm),
+    checkAuthenticationForHost: guardedNotImplemented("CheckAuthenticationForHost", "use", noScm),
+    checkRepositoryAccess: guardedNotImplemented("CheckRepositoryAccess", "use", noScm),
+
+    async listRunnerPolicies(request, ctx) {
+      const { policies: page, nextToken } = await policies.list(requireUser(ctx), request.runnerId, request.pagination);
+      return { policies: page, pagination: { nextToken } };
+    },
+
+    async createRunnerPolicy(request, ctx) {
+      return { policy: await policies.createPolicy(requireUser(ctx), request) };
+    },
+
+    async updateRunnerPolicy(request, ctx) {
+      return { policy: await policies.update(requireUser(ctx), request) };
+    },
+
+    async deleteRunnerPolicy(request, ctx) {
+      await policies.delete(requireUser(ctx), request);
+      return {};
+    },
   };
 }
