@@ -2,14 +2,18 @@
 // with its own connection pool and credential cache. A one-time exchange token raced from all
 // of them succeeds once; concurrent partial updates of different fields through different
 // replicas all survive; revoking an API key (with the CLI) or deleting a runner stops the
-// credential on every replica within 2 s, also where it was cached.
+// credential on every replica within 2 s, also where it was cached. Who may do what: a runner
+// policy changed through one replica applies to the very next call on every other; a group
+// membership or an organization role (CLI) changed applies on every replica within 2 s (the same
+// NOTIFY as revocations), at once on the replica that made it.
 // (Migrations started by three processes at once: test/operator.test.ts.)
 //
 //   TEST_DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres npx vitest run test/replicas.test.ts
 import { spawn } from "node:child_process";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { LogLevel } from "../gen/gitpod/v1/runner_pb.js";
+import { LogLevel, RunnerRole } from "../gen/gitpod/v1/runner_pb.js";
+import { Principal } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { ManualClock } from "../src/domain/clock.js";
 import { issueApiKey } from "../src/domain/accounts.js";
@@ -36,6 +40,33 @@ describe.runIf(databaseUrl)("three replicas on one database", () => {
     if (figures.length > 0) console.log(`replicas: ${figures.join("; ")}`);
   });
 
+
+  /** Runs the CLI against this database; resolves with its exit code. */
+  function cli(...args: string[]): Promise<number | null> {
+    return new Promise<number | null>((resolve, reject) => {
+      const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], {
+        cwd: projectRoot,
+        env: { ...process.env, DATABASE_URL: databaseUrl },
+        stdio: "ignore",
+      });
+      child.on("error", reject);
+      child.on("exit", resolve);
+    });
+  }
+
+  /** Polls until `call` answers `code` (an error code, or "ok"); the only other answer allowed meanwhile is `before`. */
+  async function until(call: () => Promise<unknown>, code: Code | "ok", before: Code | "ok", since: number): Promise<number> {
+    for (;;) {
+      const outcome = await call().then(
+        () => "ok" as const,
+        (err: unknown) => ConnectError.from(err).code,
+      );
+      if (outcome === code) return performance.now() - since;
+      expect(outcome).toBe(before);
+      if (performance.now() - since > PROPAGATION_MS) throw new Error(`not applied after ${PROPAGATION_MS} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+  }
 
   /** Polls until `call` fails unauthenticated; returns the ms it took. */
   async function untilUnauthenticated(call: () => Promise<unknown>, since: number): Promise<number> {
@@ -97,16 +128,7 @@ describe.runIf(databaseUrl)("three replicas on one database", () => {
     const clients = replicas.map((replica) => replica.identity("grpc", issued.apiKey));
     for (const client of clients) expect((await client.getAuthenticatedIdentity({})).subject?.id).toBe(issued.user.id);
 
-    const exit = await new Promise<number | null>((resolve, reject) => {
-      const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", "api-key", "revoke", issued.id], {
-        cwd: projectRoot,
-        env: { ...process.env, DATABASE_URL: databaseUrl },
-        stdio: "ignore",
-      });
-      child.on("error", reject);
-      child.on("exit", resolve);
-    });
-    expect(exit).toBe(0);
+    expect(await cli("api-key", "revoke", issued.id)).toBe(0);
     const revokedAt = performance.now();
     const latencies = await Promise.all(clients.map((client) => untilUnauthenticated(() => client.getAuthenticatedIdentity({}), revokedAt)));
     figures.push(`CLI key revocation seen by all replicas after ${Math.round(Math.max(...latencies))} ms`);
@@ -131,5 +153,60 @@ describe.runIf(databaseUrl)("three replicas on one database", () => {
       [b, c].map((replica) => untilUnauthenticated(() => replica.interaction("grpc", accessToken).markRunnerActive({ runnerId }), deletedAt)),
     );
     figures.push(`deleted runner's token rejected by the other replicas after ${Math.round(Math.max(...latencies))} ms`);
+  });
+
+  describe("who may do what", () => {
+    let member: TestUser;
+    let runnerId: string;
+    let team: string;
+    beforeAll(async () => {
+      const [a] = replicas as [TestServer];
+      member = await a.newUser(user.organizationSlug); // a member of user's organization, in no group yet
+      runnerId = (await a.runners("grpc", user.apiKey).createRunner({ name: "shared", provider: RunnerProvider.GCP })).runner!.runnerId;
+      team = (await a.groups("grpc", user.apiKey).createGroup({ organizationId: user.organizationId, name: "replica team" })).group!.id;
+    });
+
+    it("applies a runner policy changed through one replica to the very next call on every other", async () => {
+      const [a, b, c] = replicas as [TestServer, TestServer, TestServer];
+      // The member's key is cached on every replica: runners without policies are open to them.
+      for (const replica of replicas) expect((await replica.runners("connect-json", member.apiKey).getRunner({ runnerId })).runner).toBeDefined();
+      for (let round = 0; round < 5; round++) {
+        await a.runners("grpc", user.apiKey).createRunnerPolicy({ runnerId, groupId: team, role: RunnerRole.USER });
+        for (const replica of [b, c]) expect((await failure(() => replica.runners("grpc", member.apiKey).getRunner({ runnerId }))).code).toBe(Code.NotFound);
+        await b.runners("grpc", user.apiKey).deleteRunnerPolicy({ runnerId, groupId: team });
+        for (const replica of [a, c]) expect((await replica.runners("grpc-web", member.apiKey).getRunner({ runnerId })).runner).toBeDefined();
+      }
+      figures.push("runner policy created/deleted through one replica: the next call on the others saw it, 5 of 5 rounds");
+    });
+
+    it("applies a membership changed through one replica at once there and within 2 s on the others, also where the key was cached", async () => {
+      const [a, b, c] = replicas as [TestServer, TestServer, TestServer];
+      await a.runners("grpc", user.apiKey).createRunnerPolicy({ runnerId, groupId: team, role: RunnerRole.ADMIN });
+      const manage = (replica: TestServer) => () => replica.runners("connect-json", member.apiKey).createRunnerToken({ runnerId });
+      for (const replica of replicas) expect((await failure(manage(replica))).code).toBe(Code.NotFound); // cached: in no group
+      const { member: membership } = await a.groups("grpc", user.apiKey).createMembership({ groupId: team, subject: { id: member.userId, principal: Principal.USER } });
+      const addedAt = performance.now();
+      await manage(a)(); // the replica that made the change: at once
+      const joined = await Promise.all([b, c].map((replica) => until(manage(replica), "ok", Code.NotFound, addedAt)));
+      await b.groups("grpc", user.apiKey).deleteMembership({ membershipId: membership!.id });
+      const removedAt = performance.now();
+      expect((await failure(manage(b))).code).toBe(Code.NotFound);
+      const left = await Promise.all([a, c].map((replica) => until(manage(replica), Code.NotFound, "ok", removedAt)));
+      figures.push(`membership added/removed: seen by the other replicas after ${Math.round(Math.max(...joined))}/${Math.round(Math.max(...left))} ms`);
+      await a.runners("grpc", user.apiKey).deleteRunnerPolicy({ runnerId, groupId: team });
+    });
+
+    it("applies an organization role changed with the CLI on every replica within 2 s, also where the key was cached", async () => {
+      const create = (replica: TestServer) => () => replica.runners("grpc", member.apiKey).createRunner({ name: "by a new admin", provider: RunnerProvider.GCP });
+      for (const replica of replicas) expect((await failure(create(replica))).code).toBe(Code.PermissionDenied);
+      const email = (await new IdentityStore(replicas[0]!.db).listUsers(user.organizationSlug)).find((u) => u.id === member.userId)!.email;
+      expect(await cli("user", "set-role", "--org", user.organizationSlug, "--email", email, "--role", "admin")).toBe(0);
+      const promotedAt = performance.now();
+      const promoted = await Promise.all(replicas.map((replica) => until(create(replica), "ok", Code.PermissionDenied, promotedAt)));
+      expect(await cli("user", "set-role", "--org", user.organizationSlug, "--email", email, "--role", "member")).toBe(0);
+      const demotedAt = performance.now();
+      const demoted = await Promise.all(replicas.map((replica) => until(create(replica), Code.PermissionDenied, "ok", demotedAt)));
+      figures.push(`organization role set with the CLI: applied by all replicas after ${Math.round(Math.max(...promoted))}/${Math.round(Math.max(...demoted))} ms (promote/demote)`);
+    });
   });
 });
