@@ -20,6 +20,7 @@ import {
   type JsonValue,
 } from "@bufbuild/protobuf";
 import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
+import { GroupService } from "../gen/gitpod/v1/group_pb.js";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
@@ -45,7 +46,7 @@ const plainHttpStatuses = new Set([400, 404, 405, 408, 411, 413, 415, 431]);
 const LEAK =
   /\n\s+at |\bat [\w.<>]+ \(|node_modules|node:internal|\/work\/|\/src\/|\.[cm]?[jt]s:\d+|\b(SELECT|INSERT|UPDATE|DELETE)\b.*\b(FROM|INTO|SET|WHERE)\b|relation "|violates|duplicate key|syntax error at|ECONN|PGlite|pg_|TypeError|RangeError|ReferenceError|Cannot read prop|undefined is not|Maximum call stack/;
 
-const methods: DescMethod[] = [...RunnerService.methods, ...IdentityService.methods, ...RunnerInteractionService.methods];
+const methods: DescMethod[] = [...RunnerService.methods, ...IdentityService.methods, ...RunnerInteractionService.methods, ...GroupService.methods];
 
 let server: TestServer;
 let client: RawClient;
