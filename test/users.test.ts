@@ -1,8 +1,8 @@
-// Organization roles as an operator sees them: the CLI's user commands, the roles of users that
-// the other paths create (api-key create, the first start), and the upgrade that introduced roles.
+// Organization roles as an operator sees them: the account rules behind the CLI's user commands
+// (the commands themselves: test/operator.test.ts), the roles of users that the other paths create
+// (api-key create, the first start), and the upgrade that introduced roles.
 //
 //   npx vitest run test/users.test.ts
-import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,7 +13,6 @@ import { bootstrapEmptyDatabase } from "../src/bootstrap.js";
 import { openDatabase, type Database } from "../src/store/db/database.js";
 import { migrate, readMigrations } from "../src/store/db/migrate.js";
 import { IdentityStore, ROLE_ADMIN, ROLE_MEMBER } from "../src/store/identity-store.js";
-import { projectRoot } from "../src/paths.js";
 import { testDatabaseUrl, uniqueSlug } from "./harness.js";
 
 const tempDirs: string[] = [];
@@ -24,73 +23,6 @@ function tempDir(): string {
 }
 afterAll(() => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
-});
-
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], {
-      cwd: projectRoot,
-      env: { ...process.env, DATABASE_URL: "", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
-    child.stderr.on("data", (chunk) => (stderr += chunk));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
-
-/** This run's PostgreSQL database, or a fresh embedded data directory. */
-function databaseEnv(): Record<string, string> {
-  const url = testDatabaseUrl();
-  return url ? { DATABASE_URL: url } : { DATA_DIR: tempDir() };
-}
-
-// Each call of the CLI is a process that opens the database (PGlite takes seconds on a busy machine).
-const CLI_TIMEOUT_MS = 180_000;
-
-describe("cli user", () => {
-  it("creates users (the first of an organization is its admin), changes roles, lists them, keeps an admin", { timeout: CLI_TIMEOUT_MS }, async () => {
-    const env = databaseEnv();
-    const org = uniqueSlug("users");
-    const first = await cli(["user", "create", "--org", org, "--email", "Founder@Example.com"], env);
-    expect([first.code, first.stderr.trim()]).toEqual([0, `created user founder@example.com (admin) in organization ${org}`]);
-    expect(first.stdout.trim()).toMatch(/^[0-9a-f-]{36}$/);
-    const second = await cli(["user", "create", "--org", org, "--email", "dev@example.com", "--role", "admin"], env);
-    expect([second.code, second.stderr]).toEqual([0, expect.stringContaining("(admin)")]);
-    expect((await cli(["user", "set-role", "--org", org, "--email", "founder@example.com", "--role", "member"], env)).code).toBe(0);
-    const last = await cli(["user", "set-role", "--org", org, "--email", "dev@example.com", "--role", "member"], env);
-    expect([last.code, last.stderr.trim()]).toEqual([2, `dev@example.com is the last admin of ${org}: make another user admin first`]);
-    const nobody = await cli(["user", "set-role", "--org", org, "--email", "nobody@example.com", "--role", "admin"], env);
-    expect([nobody.code, nobody.stderr.trim()]).toEqual([3, `no user nobody@example.com in organization ${org}`]);
-    const listed = await cli(["user", "list", "--org", org], env);
-    expect(listed.code).toBe(0);
-    const rows = listed.stdout.trim().split("\n").map((line) => line.split("\t"));
-    expect(rows.map((cells) => [cells[0], cells[1], cells[2], cells[3], cells[5]])).toEqual([
-      [first.stdout.trim(), org, "founder@example.com", "member", "-"],
-      [second.stdout.trim(), org, "dev@example.com", "admin", "-"],
-    ]);
-  });
-
-  it("refuses what a command does not take, before opening the database, with exit code 2; has help", { timeout: CLI_TIMEOUT_MS }, async () => {
-    const env = databaseEnv();
-    const cases: [string[], string][] = [
-      [["user", "create", "--org", "x", "--email", "x@example.com", "--role", "owner"], 'role "owner" must be admin or member'],
-      [["user", "create", "--org", "x"], "user create needs --org <slug> and --email <email>"],
-      [["user", "set-role", "--org", "x", "--email", "x@example.com"], "--role admin|member"],
-      [["user"], "user needs a subcommand"],
-      [["user", "list", "--email", "a@b.c"], "user list does not take --email"],
-    ];
-    const helps = [["user", "--help"], ["user", "create", "--help"], ["help", "user", "set-role"], ["user", "list", "-h"]];
-    const [refused, helped] = await Promise.all([Promise.all(cases.map(([args]) => cli(args, env))), Promise.all(helps.map((args) => cli(args, env)))]);
-    cases.forEach(([args, message], i) => {
-      expect({ args, code: refused[i]!.code }).toEqual({ args, code: 2 });
-      expect(refused[i]!.stderr, args.join(" ")).toContain(message);
-    });
-    helped.forEach((help, i) => expect({ args: helps[i], code: help.code, usage: help.stdout.includes("usage: cli user") }).toEqual({ args: helps[i], code: 0, usage: true }));
-  });
 });
 
 describe("the account rules behind the CLI", () => {
