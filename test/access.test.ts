@@ -7,7 +7,10 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import Gitpod from "@gitpod/sdk";
-import { Code } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
+import { OrganizationRole } from "../gen/gitpod/v1/organization_pb.js";
+import { requireRunnerAccess, runnerAccess } from "../src/domain/access.js";
+import type { UserCaller } from "../src/domain/caller.js";
 import { ResourceType } from "../gen/gitpod/v1/event_pb.js";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { ResourceRole, type ListGroupsRequest_FilterSchema } from "../gen/gitpod/v1/group_pb.js";
@@ -46,6 +49,45 @@ async function newOrganization() {
   const [alice, bob, carol] = await Promise.all([1, 2, 3].map(() => server.newUser(admin.organizationSlug)));
   return { admin: admin, alice: alice!, bob: bob!, carol: carol! };
 }
+
+describe("the rules, as functions", () => {
+  const org = randomUUID();
+  const [u, m] = [randomUUID(), randomUUID()];
+  const caller = (role: OrganizationRole, groupIds: string[] = []): UserCaller => ({
+    kind: "user", userId: randomUUID(), organizationId: org, organizationTier: "", role, groupIds,
+  });
+  const runner = { organizationId: org, policies: [{ groupId: u, role: RunnerRole.USER }, { groupId: m, role: RunnerRole.ADMIN }] };
+
+  it("decide what a caller may do with a runner", () => {
+    const admin = caller(OrganizationRole.ADMIN);
+    expect(runnerAccess(admin, runner)).toBe("manage");
+    expect(runnerAccess(admin, { organizationId: randomUUID(), policies: [] })).toBe("none");
+    expect(runnerAccess(caller(OrganizationRole.MEMBER), { organizationId: org, policies: [] })).toBe("use");
+    expect(runnerAccess(caller(OrganizationRole.MEMBER), runner)).toBe("none");
+    expect(runnerAccess(caller(OrganizationRole.MEMBER, [u]), runner)).toBe("use");
+    expect(runnerAccess(caller(OrganizationRole.MEMBER, [u, m]), runner)).toBe("manage");
+    expect(runnerAccess(caller(OrganizationRole.MEMBER, [m]), { ...runner, organizationId: randomUUID() })).toBe("none");
+    // Admins need no policies; for a member, a runner read without them is an error, never "no policies".
+    expect(runnerAccess(admin, { organizationId: org })).toBe("manage");
+    expect(() => runnerAccess(caller(OrganizationRole.MEMBER), { organizationId: org })).toThrow(/policies were not read/);
+  });
+
+  it("answer not_found for what the caller may not see and permission_denied for what they may only use", () => {
+    const member = caller(OrganizationRole.MEMBER, [u]);
+    const denied = (call: () => void) => {
+      try {
+        call();
+      } catch (err) {
+        return [Code[(err as ConnectError).code], (err as ConnectError).rawMessage.split(":")[0]];
+      }
+      return ["OK"];
+    };
+    expect(denied(() => requireRunnerAccess(member, runner, "r1", "use"))).toEqual(["OK"]);
+    expect(denied(() => requireRunnerAccess(member, runner, "r1", "manage"))).toEqual(["PermissionDenied", "runner r1"]);
+    expect(denied(() => requireRunnerAccess(caller(OrganizationRole.MEMBER), runner, "r1", "use"))).toEqual(["NotFound", "runner r1 not found"]);
+    expect(denied(() => requireRunnerAccess(member, undefined, "r1", "use"))).toEqual(["NotFound", "runner r1 not found"]);
+  });
+});
 
 describe("organization roles", () => {
   it("makes the first user of an organization its admin and later ones members, who may not create runners", async () => {

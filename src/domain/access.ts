@@ -30,7 +30,8 @@ export interface RunnerGrant {
 /** What the rules need to know about a runner. */
 export interface GuardedRunner {
   organizationId: string;
-  policies: readonly RunnerGrant[];
+  /** Undefined when they were not read: enough for an admin (managesEveryRunner), never for a member. */
+  policies?: readonly RunnerGrant[] | undefined;
 }
 
 /** What a caller may do with a runner; each level includes the ones before it. */
@@ -46,6 +47,8 @@ export function isOrganizationAdmin(caller: UserCaller): boolean {
 export function runnerAccess(caller: UserCaller, runner: GuardedRunner): RunnerAccess {
   if (runner.organizationId !== caller.organizationId) return "none";
   if (isOrganizationAdmin(caller)) return "manage";
+  // A runner read without its policies must never look like one without policies.
+  if (runner.policies === undefined) throw new Error("runner policies were not read: cannot decide for a member");
   if (runner.policies.length === 0) return "use";
   let access: RunnerAccess = "none";
   for (const policy of runner.policies) {
@@ -80,8 +83,8 @@ export function requireRunnerAccess(caller: UserCaller, runner: GuardedRunner | 
 }
 
 /**
- * True when the caller may manage every runner of its organization, so a use case may act
- * on a runner without reading its policies first.
+ * True when the caller may manage every runner of its organization, so a use case may act on
+ * a runner without reading its policies (or the runner) first.
  */
 export function managesEveryRunner(caller: UserCaller): boolean {
   return isOrganizationAdmin(caller);

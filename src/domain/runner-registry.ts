@@ -47,6 +47,8 @@ const BATCH = { maxBatch: 128, maxInFlight: 2 };
 
 export class RunnerRegistry {
   private readonly reads: Batcher<string, RunnerRow | undefined>;
+  /** Reads with the runners' policies, for decisions about organization members. */
+  private readonly guardedReads: Batcher<string, RunnerRow | undefined>;
   private readonly heartbeats: Batcher<string, boolean>;
   private readonly registrations: Batcher<{ runner: NewRunner; tokenHash: Buffer; expiresAt: Date }, undefined>;
 
@@ -58,10 +60,12 @@ export class RunnerRegistry {
     /** Called when credentials stop being valid, so caches can drop them at once. */
     private readonly onRevoked: (revocation: Revocation) => void = () => {},
   ) {
-    this.reads = new Batcher(async (ids) => {
-      const rows = new Map((await store.getMany([...new Set(ids)])).map((row) => [row.id, row]));
+    const readBatch = (read: (ids: string[]) => Promise<RunnerRow[]>) => async (ids: string[]) => {
+      const rows = new Map((await read([...new Set(ids)])).map((row) => [row.id, row]));
       return ids.map((id) => rows.get(id.toLowerCase()));
-    }, BATCH);
+    };
+    this.reads = new Batcher(readBatch((ids) => store.getMany(ids)), BATCH);
+    this.guardedReads = new Batcher(readBatch((ids) => store.getManyWithPolicies(ids)), BATCH);
     // One timestamp per batch: heartbeats in one statement are one moment.
     this.heartbeats = new Batcher(async (ids) => {
       const accepted = await store.markActive([...new Set(ids)], this.clock.now());
@@ -86,15 +90,20 @@ export class RunnerRegistry {
    * case that acts on one runner, such as the SCM calls through it.
    */
   async authorize(user: UserCaller, runnerId: string, action: RunnerAction): Promise<RunnerRow> {
-    const row = await this.reads.submit(runnerId);
+    const row = await this.readFor(user, runnerId);
     requireRunnerAccess(user, row, runnerId, action);
     return row!;
   }
 
   /** What the user may do with the runner ("none" also when there is no such live runner). */
   async accessTo(user: UserCaller, runnerId: string): Promise<RunnerAccess> {
-    const row = await this.reads.submit(runnerId);
+    const row = await this.readFor(user, runnerId);
     return row ? runnerAccess(user, row) : "none";
+  }
+
+  /** The runner, with its policies unless the user is one for whom they do not matter. */
+  private readFor(user: UserCaller, runnerId: string): Promise<RunnerRow | undefined> {
+    return (managesEveryRunner(user) ? this.reads : this.guardedReads).submit(runnerId);
   }
 
   /** Checks `manage` before a change; an admin manages every runner, so nothing is read for them. */

@@ -313,6 +313,5 @@ export function rowOfNewRunner(runner: NewRunner): RunnerRow {
     additionalInfo: [],
     capabilities: [],
     gatewayInfo: null,
-    policies: [],
   });
 }

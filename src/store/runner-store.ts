@@ -59,8 +59,11 @@ export interface RunnerRow extends RunnerSpecColumns {
   additionalInfo: StoredFieldValue[];
   capabilities: number[];
   gatewayInfo: unknown;
-  /** The groups holding a role on the runner (runner_policies; RunnerRole numbers), for the access rules. */
-  policies: { groupId: string; role: number }[];
+  /**
+   * The groups holding a role on the runner (runner_policies; RunnerRole numbers), for the access
+   * rules; read only by getManyWithPolicies (undefined otherwise).
+   */
+  policies?: { groupId: string; role: number }[];
 }
 
 export interface NewRunner extends RunnerSpecColumns {
@@ -134,9 +137,12 @@ const RUNNER_COLUMNS = `
   status_system_details AS "statusSystemDetails", status_log_url AS "statusLogUrl", status_region AS "statusRegion",
   status_llm_url AS "statusLlmUrl", status_support_bundle_url AS "statusSupportBundleUrl",
   degradation_message AS "degradationMessage", additional_info AS "additionalInfo", capabilities,
-  gateway_info AS "gatewayInfo",
-  COALESCE((SELECT jsonb_agg(jsonb_build_object('groupId', p.group_id, 'role', p.role)) FROM runner_policies p WHERE p.runner_id = runners.id),
-           '[]'::jsonb) AS policies`;
+  gateway_info AS "gatewayInfo"`;
+
+// Reading the policies costs a subquery per runner (about as much again as the row itself), so
+// only the reads that decide for organization members ask for them.
+const POLICIES_COLUMN = `COALESCE((SELECT jsonb_agg(jsonb_build_object('groupId', p.group_id, 'role', p.role))
+    FROM runner_policies p WHERE p.runner_id = runners.id), '[]'::jsonb) AS policies`;
 
 const INSERT_RUNNER_COLUMNS = `id, organization_id, creator_id, creator_principal, name, kind, provider, runner_manager_id,
   created_at, updated_at, desired_phase, variant, region, release_channel, auto_update, log_level,
@@ -170,6 +176,10 @@ const q = {
      ON CONFLICT DO NOTHING`,
   ),
   getMany: sql("runner_get_many", `SELECT ${RUNNER_COLUMNS} FROM runners WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL`),
+  getManyWithPolicies: sql(
+    "runner_get_many_with_policies",
+    `SELECT ${RUNNER_COLUMNS}, ${POLICIES_COLUMN} FROM runners WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL`,
+  ),
   kindOf: sql("runner_kind", "SELECT kind, deleted_at IS NOT NULL AS deleted FROM runners WHERE id = $1 AND organization_id = $2"),
   list: sql(
     "runner_list",
@@ -351,6 +361,12 @@ export class RunnerStore {
   /** Live runners with these ids, of any organization: callers check ownership. */
   async getMany(runnerIds: string[]): Promise<RunnerRow[]> {
     const { rows } = await this.db.query<RunnerRow>(q.getMany, [runnerIds]);
+    return rows;
+  }
+
+  /** As getMany, with each runner's policies. */
+  async getManyWithPolicies(runnerIds: string[]): Promise<RunnerRow[]> {
+    const { rows } = await this.db.query<RunnerRow>(q.getManyWithPolicies, [runnerIds]);
     return rows;
   }
 
