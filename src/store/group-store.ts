@@ -55,7 +55,8 @@ const q = {
         AND ($2 = '' OR strpos(lower(g.name), lower($2)) > 0 OR strpos(lower(g.description), lower($2)) > 0
              OR strpos(g.id::text, lower($2)) > 0)
         AND (cardinality($3::uuid[]) = 0 OR g.id = ANY($3::uuid[]))
-        AND ($4::uuid IS NULL OR NOT EXISTS (SELECT 1 FROM runner_policies p WHERE p.group_id = g.id AND p.runner_id = $4::uuid))
+        AND ($4::uuid IS NULL OR NOT EXISTS (SELECT 1 FROM runner_policies p JOIN runners r ON r.id = p.runner_id AND r.deleted_at IS NULL
+                                              WHERE p.group_id = g.id AND p.runner_id = $4::uuid))
         AND ($5::timestamptz IS NULL OR (g.created_at, g.id) > ($5::timestamptz, $6::uuid))
       ORDER BY g.created_at, g.id
       LIMIT $7`,
