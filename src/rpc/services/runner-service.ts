@@ -3,13 +3,15 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import type { RunnerService } from "../../../gen/gitpod/v1/runner_pb.js";
 import { callerOf, requireUser } from "../../domain/auth.js";
 import { permissionDenied } from "../../domain/errors.js";
+import type { TokenIssuer } from "../../domain/id-tokens.js";
+import { runnerUserMayManage } from "../../domain/runner-access.js";
 import type { RunnerRegistry } from "../../domain/runner-registry.js";
 import { notImplemented } from "./not-implemented.js";
 
 const noScm = "it has no SCM integrations";
 const noPolicies = "runner policies (group roles) are not supported yet";
 
-export function runnerService(registry: RunnerRegistry): ServiceImpl<typeof RunnerService> {
+export function runnerService(registry: RunnerRegistry, tokens: TokenIssuer): ServiceImpl<typeof RunnerService> {
   return {
     async createRunner(request, ctx) {
       const user = requireUser(ctx);
@@ -49,7 +51,12 @@ export function runnerService(registry: RunnerRegistry): ServiceImpl<typeof Runn
       return { exchangeToken: await registry.createExchangeToken(user.organizationId, request.runnerId) };
     },
 
-    createRunnerLogsToken: notImplemented("CreateRunnerLogsToken", "runner logs are not proxied"),
+    // A one-hour token for this runner's logs and support bundle, for users who may manage it (docs/oidc.md).
+    async createRunnerLogsToken(request, ctx) {
+      const user = requireUser(ctx);
+      const runner = await runnerUserMayManage(registry, user, request.runnerId);
+      return { accessToken: await tokens.logsToken(user, runner) };
+    },
     parseContextURL: notImplemented("ParseContextURL", noScm),
     searchRepositories: notImplemented("SearchRepositories", noScm),
     listSCMOrganizations: notImplemented("ListSCMOrganizations", noScm),
