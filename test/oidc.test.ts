@@ -14,30 +14,41 @@ import { PUBLICATION_DELAY_MS, revokeSigningKey, rotateSigningKey } from "../src
 import { SigningKeyStore } from "../src/store/signing-key-store.js";
 import { codeOf, failure, protocols, startServer, type TestServer, type TestUser } from "./harness.js";
 import { TcpProxy } from "./tcp-proxy.js";
+import { isolatedDatabase, type IsolatedDatabase } from "./isolated-database.js";
 
 const MINUTE = 60_000;
 
-/** A server reachable at PUBLIC_URL through a proxy; `env` adds to the issuer settings. */
-async function startIssuer(env: Record<string, string> = {}): Promise<{ server: TestServer; issuer: string; proxy: TcpProxy }> {
+/** Signing keys are deployment-wide: each issuer here has a database of its own (on PostgreSQL too). */
+const databases: IsolatedDatabase[] = [];
+afterAll(() => Promise.all(databases.map((database) => database.drop())));
+
+async function startIsolated(env: Record<string, string>): Promise<TestServer> {
+  const database = await isolatedDatabase();
+  databases.push(database);
+  return startServer({ env: { SECRETS_KEY: SecretsKeyring.generateKey(), ...env }, db: await database.open() });
+}
+
+/** A server reachable at PUBLIC_URL through a proxy, as behind a load balancer. */
+async function startIssuer(): Promise<{ server: TestServer; issuer: string; proxy: TcpProxy }> {
   const target = { host: "127.0.0.1", port: 0 };
   const proxy = new TcpProxy(target);
   const issuer = `http://127.0.0.1:${await proxy.start()}`;
-  const server = await startServer({ env: { PUBLIC_URL: issuer, SECRETS_KEY: SecretsKeyring.generateKey(), ...env } });
+  const server = await startIsolated({ PUBLIC_URL: issuer });
   target.port = server.port;
   return { server, issuer, proxy };
 }
 
 /** What a relying party configured with only the issuer URL and an audience does. */
 async function verifyByDiscovery(issuer: string, token: string, audience: string, currentDate: Date, typ = "JWT") {
-  const discovery = await (await fetch(`${issuer}/.well-known/openid-configuration`)).json();
+  const discovery = (await (await fetch(`${issuer}/.well-known/openid-configuration`)).json()) as { issuer: string; jwks_uri: string; id_token_signing_alg_values_supported: string[] };
   expect(discovery.issuer).toBe(issuer);
   const jwks = createRemoteJWKSet(new URL(discovery.jwks_uri));
   return jwtVerify(token, jwks, { issuer, audience, algorithms: discovery.id_token_signing_alg_values_supported, currentDate, typ });
 }
 
 async function jwksKids(issuer: string): Promise<string[]> {
-  const body = await (await fetch(`${issuer}/.well-known/jwks.json`)).json();
-  return body.keys.map((key: { kid: string }) => key.kid);
+  const body = (await (await fetch(`${issuer}/.well-known/jwks.json`)).json()) as { keys: { kid: string }[] };
+  return body.keys.map((key) => key.kid);
 }
 
 /** Polls until `check` holds (a NOTIFY arrives within milliseconds; the deadline is generous). */
@@ -85,7 +96,7 @@ describe("OIDC issuer", () => {
     expect(jwks.status).toBe(200);
     expect(jwks.headers.get("cache-control")).toBe("public, max-age=300");
     expect(jwks.headers.get("content-type")).toMatch(/^application\/json/);
-    const { keys } = await jwks.json();
+    const { keys } = (await jwks.json()) as { keys: Record<string, unknown>[] };
     expect(keys).toHaveLength(1);
     expect(keys[0]).toMatchObject({ kty: "RSA", alg: "RS256", use: "sig", e: "AQAB" });
     expect(Object.keys(keys[0]).sort()).toEqual(["alg", "e", "kid", "kty", "n", "use"]); // no private parts
@@ -301,14 +312,14 @@ describe("a server without PUBLIC_URL", () => {
     for (const path of ["/.well-known/openid-configuration", "/.well-known/jwks.json"]) {
       const response = await fetch(`${server.baseUrl}${path}`);
       expect(response.status).toBe(404);
-      expect((await response.json()).message).toMatch(/PUBLIC_URL is not set/);
+      expect(((await response.json()) as { message: string }).message).toMatch(/PUBLIC_URL is not set/);
     }
   });
 });
 
 describe("PUBLIC_URL with a path", () => {
   it("serves the documents under that path as well as at the root", async () => {
-    const server = await startServer({ env: { PUBLIC_URL: "https://example.com/rcp/", SECRETS_KEY: SecretsKeyring.generateKey() } });
+    const server = await startIsolated({ PUBLIC_URL: "https://example.com/rcp/" });
     try {
       for (const path of ["/rcp/.well-known/openid-configuration", "/.well-known/openid-configuration"]) {
         const body = (await (await fetch(`${server.baseUrl}${path}`)).json()) as Record<string, unknown>;

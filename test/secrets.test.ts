@@ -74,8 +74,8 @@ describe("master key rotation", () => {
       rows: async () => [...rows].map(([id, sealed]) => ({ id, sealed })),
       context: (id) => `t.c:${id}`,
       replace: async (id, expected, after) => {
-        if (!rows.get(id)!.equals(expected)) return false;
-        rows.set(id, after);
+        if (!rows.get(id)!.equals(Buffer.from(expected))) return false;
+        rows.set(id, Buffer.from(after));
         return true;
       },
     };

@@ -37,6 +37,12 @@ export const PUBLICATION_DELAY_MS = 2 * JWKS_MAX_AGE_MS;
 export const MAX_TOKEN_LIFETIME_MS = 60 * 60_000;
 /** Clock skew a relying party may allow past `exp`; a superseded key stays published that much longer. */
 export const CLOCK_LEEWAY_MS = 5 * 60_000;
+/**
+ * A key created while none signs (the first one) signs "since ever": backdated this much, so a
+ * replica whose clock is a little behind the creator's sees it signing too, instead of creating
+ * one of its own.
+ */
+const FIRST_KEY_BACKDATE_MS = 24 * 60 * 60_000;
 /** Re-read the keys at least this often, even when no notification came. */
 const CACHE_TTL_MS = 60_000;
 
@@ -109,8 +115,8 @@ export async function rotateSigningKey(store: SigningKeyStore, keyring: SecretsK
   const rows = await store.all();
   const before = keySchedule(rows, now);
   // With no key signing now (a new deployment), nobody can hold a token to overlap with.
-  const signsNow = options.immediately || !before.some((key) => key.state === "signing");
-  const signsFrom = signsNow ? now : new Date(now.getTime() + PUBLICATION_DELAY_MS);
+  const first = !before.some((key) => key.state === "signing");
+  const signsFrom = new Date(now.getTime() + (first ? -FIRST_KEY_BACKDATE_MS : options.immediately ? 0 : PUBLICATION_DELAY_MS));
   const key = await newSigningKey(keyring, now, signsFrom);
   await store.insert(key);
   const deleted = before.filter((key) => key.state === "retired" || key.state === "revoked").map((key) => key.row.kid);
@@ -193,7 +199,7 @@ export class SigningKeys {
     let now = this.clock.now();
     let signing = keySchedule(await this.rows(), now).find((key) => key.state === "signing");
     if (!signing) {
-      await this.store.insertIfNoneSigns(await newSigningKey(this.keyring, now, now), now);
+      await this.store.insertIfNoneSigns(await newSigningKey(this.keyring, now, new Date(now.getTime() - FIRST_KEY_BACKDATE_MS)), now);
       this.cached = undefined;
       now = this.clock.now();
       signing = keySchedule(await this.rows(), now).find((key) => key.state === "signing");

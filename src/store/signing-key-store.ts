@@ -65,7 +65,8 @@ export class SigningKeyStore {
 
   /**
    * Inserts `key` only when no unrevoked key already signs at `now`; false when one does. Replicas
-   * that start together on an empty table thus agree on one first key.
+   * that start together on an empty table thus agree on one first key (which is backdated, so
+   * clocks a little behind agree too).
    */
   insertIfNoneSigns(key: NewSigningKey, now: Date): Promise<boolean> {
     return this.db.transaction(async (tx) => {
