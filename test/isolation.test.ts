@@ -43,7 +43,7 @@ const matrix: Record<string, Expected[]> = {
   "RunnerService.UpdateRunner":                      [OK,   NF,   PD,     PD,     PD,        UA,     UA,        UA],
   "RunnerService.DeleteRunner":                      [OK,   NF,   PD,     PD,     PD,        UA,     UA,        UA],
   "RunnerService.CreateRunnerToken":                 [OK,   NF,   PD,     PD,     PD,        UA,     UA,        UA],
-  "RunnerService.CreateRunnerLogsToken":             [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  "RunnerService.CreateRunnerLogsToken":             [OK,   NF,   PD,     PD,     PD,        UA,     UA,        UA],
   "RunnerService.ParseContextURL":                   [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
   "RunnerService.SearchRepositories":                [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
   "RunnerService.ListSCMOrganizations":              [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
@@ -56,7 +56,7 @@ const matrix: Record<string, Expected[]> = {
   // ExchangeToken authenticates by the exchange token in its body; the Authorization header is ignored.
   "IdentityService.ExchangeToken":                   [OK,   OK,   OK,     OK,     OK,        OK,     OK,        OK],
   "IdentityService.GetAuthenticatedIdentity":        [OK,   OK,   OK,     OK,     OK,        UA,     UA,        UA],
-  "IdentityService.GetIDToken":                      [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  "IdentityService.GetIDToken":                      [OK,   OK,   OK,     OK,     OK,        UA,     UA,        UA],
   "RunnerInteractionService.Signup":                 [PD,   PD,   OK,     OK,     OK,        UA,     UA,        UA],
   "RunnerInteractionService.MarkRunnerActive":       [PD,   PD,   OK,     PD,     PD,        UA,     UA,        UA],
   "RunnerInteractionService.UpdateRunnerStatus":     [PD,   PD,   OK,     PD,     PD,        UA,     UA,        UA],
@@ -84,7 +84,7 @@ async function newRunner(user: TestUser) {
 }
 
 beforeAll(async () => {
-  server = await startServer();
+  server = await startServer({ env: { PUBLIC_URL: "https://rcp.example.com" } }); // an OIDC issuer: GetIDToken, CreateRunnerLogsToken
   userA = await server.newUser();
   userB = await server.newUser();
   runnerA = await newRunner(userA);
