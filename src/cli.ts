@@ -11,8 +11,10 @@ import { AccountError, issueApiKey } from "./domain/accounts.js";
 import { IdentityStore } from "./store/identity-store.js";
 import { embeddedSecretsKeyring } from "./bootstrap.js";
 import { resealAll, SecretsKeyError, SecretsKeyring, sealedKeyId, sealedKeyUsage, type SealedColumn } from "./domain/secrets.js";
-import { keySchedule, revokeSigningKey, rotateSigningKey, sealedPrivateKeys } from "./domain/signing-keys.js";
 import { SigningKeyStore } from "./store/signing-key-store.js";
+
+// Loaded by the commands that need them: the other commands start faster without jose.
+const signingKeys = () => import("./domain/signing-keys.js");
 
 const HELP: Record<string, string> = {
   main: `usage: cli <command> [options]
@@ -148,8 +150,9 @@ function secretsKeyring(db: Database): SecretsKeyring {
 }
 
 /** Every column holding sealed secrets (new ones are added here). */
-function sealedColumns(db: Database): SealedColumn[] {
-  return [sealedPrivateKeys(new SigningKeyStore(db))];
+async function sealedColumns(): Promise<(db: Database) => SealedColumn[]> {
+  const { sealedPrivateKeys } = await signingKeys();
+  return (db) => [sealedPrivateKeys(new SigningKeyStore(db))];
 }
 
 async function run(argv: string[]): Promise<number> {
@@ -226,6 +229,7 @@ async function run(argv: string[]): Promise<number> {
       return 0;
     }
     case "keys list": {
+      const { keySchedule } = await signingKeys();
       const rows = await withDatabase(async (db) =>
         keySchedule(await new SigningKeyStore(db).all(), systemClock.now()).map(({ row, state, until }) =>
           [row.kid, state, until?.toISOString() ?? "-", row.createdAt.toISOString(), sealedKeyId(row.privateKeySealed)].join("\t"),
@@ -235,6 +239,7 @@ async function run(argv: string[]): Promise<number> {
       return 0;
     }
     case "keys rotate": {
+      const { rotateSigningKey } = await signingKeys();
       const rotation = await withDatabase((db) => rotateSigningKey(new SigningKeyStore(db), secretsKeyring(db), systemClock, { immediately: values.now }));
       console.error(`created signing key ${rotation.kid}: published now, signs from ${rotation.signsFrom.toISOString()}`);
       if (rotation.previous) console.error(`key ${rotation.previous.kid} keeps verifying its tokens until ${rotation.previous.publishedUntil.toISOString()}`);
@@ -245,6 +250,7 @@ async function run(argv: string[]): Promise<number> {
     case "keys revoke": {
       const kid = positionals[2];
       if (!kid) throw new UsageError("keys revoke needs the key's kid (see keys list)", HELP["keys revoke"]);
+      const { revokeSigningKey } = await signingKeys();
       const revoked = await withDatabase((db) => revokeSigningKey(new SigningKeyStore(db), systemClock, kid));
       if (!revoked) {
         console.error(`no usable signing key with kid ${kid}`);
@@ -257,9 +263,10 @@ async function run(argv: string[]): Promise<number> {
       console.log(SecretsKeyring.generateKey());
       return 0;
     case "secrets-key status": {
+      const columns = await sealedColumns();
       const lines = await withDatabase(async (db) => {
         const keyring = secretsKeyring(db);
-        const usage = await sealedKeyUsage(keyring, sealedColumns(db));
+        const usage = await sealedKeyUsage(keyring, columns(db));
         const configured = keyring.keyIds.map((id, index) => [id, index === 0 ? "current" : "old", usage.get(id) ?? 0].join("\t"));
         const missing = [...usage].filter(([id]) => !keyring.keyIds.includes(id)).map(([id, count]) => [id, "missing", count].join("\t"));
         return [...configured, ...missing];
@@ -268,7 +275,8 @@ async function run(argv: string[]): Promise<number> {
       return 0;
     }
     case "secrets-key reseal": {
-      const reports = await withDatabase((db) => resealAll(secretsKeyring(db), sealedColumns(db)));
+      const columns = await sealedColumns();
+      const reports = await withDatabase((db) => resealAll(secretsKeyring(db), columns(db)));
       for (const report of reports) console.error(`${report.column}: ${report.resealed} sealed again, ${report.current} already current`);
       return 0;
     }

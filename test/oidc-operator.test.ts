@@ -1,7 +1,6 @@
 // What an operator does with the issuer: `npm start` with PUBLIC_URL, the `keys` and `secrets-key`
 // CLI commands (real processes), and replicas on one PostgreSQL database serving the same JWKS and
 // picking up a rotation made by the CLI.
-import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -9,9 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { ManualClock } from "../src/domain/clock.js";
 import { SecretsKeyring } from "../src/domain/secrets.js";
-import { projectRoot } from "../src/paths.js";
 import { startServer, testDatabaseUrl, type TestServer } from "./harness.js";
 import { isolatedDatabase, type IsolatedDatabase } from "./isolated-database.js";
+import { runNode, startServerProcess } from "./processes.js";
 
 // Signing keys are deployment-wide: each test here has a database of its own.
 const onPostgres = testDatabaseUrl() !== undefined;
@@ -27,21 +26,9 @@ afterAll(async () => {
   await Promise.all(databases.map((database) => database.drop()));
 });
 
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", "src/cli.ts", ...args], {
-      cwd: projectRoot,
-      env: { ...process.env, DATABASE_URL: "", SECRETS_KEY: "", SECRETS_KEY_FILE: "", PUBLIC_URL: "", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
-    child.stderr.on("data", (chunk) => (stderr += chunk));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+// The issuer's variables are cleared unless a test sets them.
+const cli = (args: string[], env: Record<string, string>) =>
+  runNode(["src/cli.ts", ...args], { SECRETS_KEY: "", SECRETS_KEY_FILE: "", PUBLIC_URL: "", ...env });
 
 const lastLine = (text: string) => text.trim().split("\n").at(-1)!;
 const tsv = (text: string) => text.trim().split("\n").map((line) => line.split("\t"));
@@ -99,27 +86,9 @@ describe("the keys and secrets-key commands", () => {
 describe("npm start with PUBLIC_URL on the embedded database", () => {
   it("creates the secrets key file (0600) and serves a JWKS whose private key is sealed with it", async () => {
     const dataDir = tempDir();
-    const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-      cwd: projectRoot,
-      env: { ...process.env, DATABASE_URL: "", SECRETS_KEY: "", SECRETS_KEY_FILE: "", DATA_DIR: dataDir, PORT: "0", HOST: "127.0.0.1", PUBLIC_URL: "https://rcp.example.com" },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let output = "";
+    const { child, port, output: log } = await startServerProcess({ SECRETS_KEY: "", SECRETS_KEY_FILE: "", DATA_DIR: dataDir, PUBLIC_URL: "https://rcp.example.com" });
     try {
-      const port = await new Promise<number>((resolve, reject) => {
-        const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
-        const onData = (chunk: Buffer) => {
-          output += chunk;
-          const match = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
-          if (match && output.includes('"msg":"ready"')) {
-            clearTimeout(timer);
-            resolve(Number(match[1]));
-          }
-        };
-        child.stdout!.on("data", onData);
-        child.stderr!.on("data", onData);
-        child.on("exit", (code) => reject(new Error(`server exited with ${code}:\n${output}`)));
-      });
+      const output = log();
       const keyFile = join(dataDir, "secrets-key");
       expect(statSync(keyFile).mode & 0o777).toBe(0o600);
       const keyId = SecretsKeyring.parse(readFileSync(keyFile, "utf8"), "file").currentKeyId;
