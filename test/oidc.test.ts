@@ -104,6 +104,8 @@ describe("OIDC issuer", () => {
     const revalidated = await fetch(`${issuer}/.well-known/jwks.json`, { headers: { "if-none-match": etag } });
     expect(revalidated.status).toBe(304);
     expect(await revalidated.text()).toBe("");
+    const head = await fetch(`${issuer}/.well-known/jwks.json`, { method: "HEAD" });
+    expect([head.status, head.headers.get("etag")]).toEqual([200, etag]);
   });
 
   it("keeps private keys sealed in the database", async () => {
