@@ -9,6 +9,7 @@ import { Code } from "@connectrpc/connect";
 import { IDTokenVersion } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerKind, RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { LOGS_SCOPE, LOGS_TOKEN_TYPE, logsAudience } from "../src/domain/id-tokens.js";
+import { ManualClock } from "../src/domain/clock.js";
 import { SecretsKeyring } from "../src/domain/secrets.js";
 import { PUBLICATION_DELAY_MS, revokeSigningKey, rotateSigningKey } from "../src/domain/signing-keys.js";
 import { SigningKeyStore } from "../src/store/signing-key-store.js";
@@ -319,18 +320,44 @@ describe("a server without PUBLIC_URL", () => {
   });
 });
 
-describe("PUBLIC_URL with a path", () => {
+// One server for two cases (each embedded server costs seconds to start): an issuer URL with a path,
+// on a database whose signing key was sealed with a secrets key the server does not have.
+describe("an issuer at https://example.com/rcp/", () => {
+  let server: TestServer;
+  let store: SigningKeyStore;
+  const lost = SecretsKeyring.parse(SecretsKeyring.generateKey(), "lost");
+
+  beforeAll(async () => {
+    const database = await isolatedDatabase();
+    databases.push(database);
+    const db = await database.open();
+    store = new SigningKeyStore(db);
+    await rotateSigningKey(store, lost, new ManualClock()); // a key sealed with a secrets key that is gone now
+    server = await startServer({ env: { PUBLIC_URL: "https://example.com/rcp/", SECRETS_KEY: SecretsKeyring.generateKey() }, db });
+  });
+  afterAll(() => server?.close());
+
   it("serves the documents under that path as well as at the root", async () => {
-    const server = await startIsolated({ PUBLIC_URL: "https://example.com/rcp/" });
-    try {
-      for (const path of ["/rcp/.well-known/openid-configuration", "/.well-known/openid-configuration"]) {
-        const body = (await (await fetch(`${server.baseUrl}${path}`)).json()) as Record<string, unknown>;
-        expect(body).toMatchObject({ issuer: "https://example.com/rcp", jwks_uri: "https://example.com/rcp/.well-known/jwks.json" });
-      }
-      expect((await fetch(`${server.baseUrl}/rcp/.well-known/jwks.json`)).status).toBe(200);
-    } finally {
-      await server.close();
+    for (const path of ["/rcp/.well-known/openid-configuration", "/.well-known/openid-configuration"]) {
+      const body = (await (await fetch(`${server.baseUrl}${path}`)).json()) as Record<string, unknown>;
+      expect(body).toMatchObject({ issuer: "https://example.com/rcp", jwks_uri: "https://example.com/rcp/.well-known/jwks.json" });
     }
+    expect((await fetch(`${server.baseUrl}/rcp/.well-known/jwks.json`)).status).toBe(200);
+  });
+
+  it("fails the token RPCs with failed_precondition naming a lost secrets key, until `keys rotate --now` replaces the signing key", async () => {
+    expect(server.logs.some((line) => line.includes("no usable signing key"))).toBe(true);
+    const user = await server.newUser();
+    const err = await failure(server.identity("grpc", user.apiKey).getIDToken({ audience: ["a"] }));
+    expect(err.code).toBe(Code.FailedPrecondition);
+    expect(err.rawMessage).toContain(`sealed with secrets key ${lost.currentKeyId}, which is not configured`);
+    // The JWKS still serves the public key: tokens signed before keep verifying.
+    expect(((await (await fetch(`${server.baseUrl}/.well-known/jwks.json`)).json()) as { keys: unknown[] }).keys).toHaveLength(1);
+
+    await rotateSigningKey(store, server.config.secretsKey!.keyring, server.clock, { immediately: true });
+    await eventually(
+      () => server.identity("grpc", user.apiKey).getIDToken({ audience: ["a"] }).then(() => true, () => false),
+      "signing with the replacement key",
+    );
   });
 });
-
