@@ -103,7 +103,7 @@ describe("npm start with PUBLIC_URL on the embedded database", () => {
       child.kill("SIGTERM");
       await new Promise((resolve) => child.once("close", resolve));
     }
-  });
+  }, 90_000); // a real server process on a fresh embedded database
 });
 
 describe.runIf(onPostgres)("three replicas on one database", () => {
