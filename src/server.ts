@@ -112,7 +112,9 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     credentials.revoke(revocation),
   );
   const authenticator = new Authenticator(identities, runnerStore, credentials);
-  const tokens = await tokenIssuer(app, options, clock, registry, identities);
+  // The server secrets key seals secrets at rest (src/domain/secrets.ts); undefined when not configured.
+  const secretsKeyring = options.secretsKeyring ?? config.secretsKey?.keyring;
+  const tokens = await tokenIssuer(app, config, db, secretsKeyring, clock, registry, identities);
   // Brute-force protection (src/ops/rate-limit.ts): AUTH_FAILURE_LIMIT failures per address and window.
   const authFailures =
     config.authFailureLimit > 0
@@ -186,11 +188,17 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
  * reloaded on NOTIFY from any replica or the CLI. Without PUBLIC_URL, the token RPCs answer
  * failed_precondition and the documents 404.
  */
-async function tokenIssuer(app: FastifyInstance, options: BuildOptions, clock: Clock, registry: RunnerRegistry, identities: IdentityStore): Promise<TokenIssuer> {
-  const { config, db } = options;
+async function tokenIssuer(
+  app: FastifyInstance,
+  config: Config,
+  db: Database,
+  keyring: SecretsKeyring | undefined,
+  clock: Clock,
+  registry: RunnerRegistry,
+  identities: IdentityStore,
+): Promise<TokenIssuer> {
   const lookups = { runner: (organizationId: string, runnerId: string) => registry.get(organizationId, runnerId), userEmail: (userId: string) => identities.userEmail(userId) };
   if (config.publicUrl === undefined) return new TokenIssuer(undefined, undefined, lookups, clock);
-  const keyring = options.secretsKeyring ?? config.secretsKey?.keyring;
   if (!keyring) throw new Error("PUBLIC_URL is set but no server secrets key was given (SECRETS_KEY_FILE or SECRETS_KEY)");
   const keys = new SigningKeys(new SigningKeyStore(db), keyring, clock);
   const stopListening = await db.listen(SIGNING_KEYS_CHANNEL, () => keys.onNotification(), (live) => keys.setLive(live));
