@@ -1,4 +1,4 @@
-// Operator CLI: migrations, users and their roles, API keys. Works against DATABASE_URL (also while servers
+// Operator CLI: migrations, users and their roles, API keys, token signing keys and the server secrets key. Works against DATABASE_URL (also while servers
 // run) or the embedded database in DATA_DIR (stop the server first: PGlite is one process).
 // Output meant for scripts goes to stdout (the new key is always the last line); messages
 // go to stderr. Exit codes: 0 ok, 1 failure, 2 usage error, 3 not found.
@@ -9,6 +9,12 @@ import { openConfiguredDatabase, type Database } from "./store/db/database.js";
 import { migrate } from "./store/db/migrate.js";
 import { AccountError, createUser, issueApiKey, listUsers, NoSuchUser, parseRole, roleName, setUserRole } from "./domain/accounts.js";
 import { IdentityStore } from "./store/identity-store.js";
+import { embeddedSecretsKeyring } from "./bootstrap.js";
+import { resealAll, SecretsKeyError, SecretsKeyring, sealedKeyId, sealedKeyUsage, type SealedColumn } from "./domain/secrets.js";
+import { SigningKeyStore } from "./store/signing-key-store.js";
+
+// Loaded by the commands that need them: the other commands start faster without jose.
+const signingKeys = () => import("./domain/signing-keys.js");
 
 const HELP: Record<string, string> = {
   main: `usage: cli <command> [options]
@@ -25,6 +31,12 @@ commands:
   user set-role --org <slug> --email <email> --role admin|member
                                             change a user's organization role, at once on every server
   user list [--org <slug>]                  list users with their roles and groups
+  keys list                                 the token signing keys and their states
+  keys rotate [--now]                       new signing key; the old one keeps verifying its tokens
+  keys revoke <kid>                         take a signing key out of the JWKS at once
+  secrets-key generate                      print a new server secrets key
+  secrets-key status                        configured secrets keys and what each one seals
+  secrets-key reseal                        seal every stored secret with the current secrets key
 
 The database is DATABASE_URL when set, else the embedded database in DATA_DIR (default ./data).
 Run any command with --help (or: cli help <command>) for its options.
@@ -41,6 +53,46 @@ Safe while servers run: an advisory lock serializes replicas that migrate at onc
   revoke <id>
 
 Run cli api-key <subcommand> --help for details.`,
+  keys: `usage: cli keys <list|rotate|revoke> [options]
+
+  list
+  rotate [--now]
+  revoke <kid>
+
+The keys that sign ID tokens and runner logs tokens (docs/oidc.md). Needs the server secrets key
+(SECRETS_KEY_FILE or SECRETS_KEY; on the embedded database DATA_DIR/secrets-key).`,
+  "keys list": `usage: cli keys list
+
+One line per key, tab-separated: kid, state (pending, signing, verifying, retired, revoked), until
+(pending: when it starts signing; verifying: when it leaves the JWKS; else "-"), created, secrets key id.`,
+  "keys rotate": `usage: cli keys rotate [--now]
+
+Creates a new signing key. It is published in the JWKS at once and signs from 10 minutes later, after
+every relying party that caches the JWKS (for up to 5 minutes) has seen it. The key it replaces keeps
+verifying the tokens it signed until they have expired (1 hour and 5 minutes of leeway after the
+switch). Retired and revoked keys are deleted. Every server picks the change up within a second.
+--now: the new key signs at once (after a leak; then revoke the old one with keys revoke).
+stdout's last line is the new key's kid.`,
+  "keys revoke": `usage: cli keys revoke <kid>
+
+Takes the key out of the JWKS at once: tokens it signed no longer verify. The key that signs now
+cannot be revoked; run keys rotate --now first. Exit code 3 when no such key.`,
+  "secrets-key": `usage: cli secrets-key <generate|status|reseal>
+
+The server secrets key (SECRETS_KEY_FILE or SECRETS_KEY) encrypts secrets stored in the database.
+Rotating it: docs/operations.md#the-server-secrets-key.`,
+  "secrets-key generate": `usage: cli secrets-key generate
+
+Prints a new random key (base64 of 32 bytes) for a line of SECRETS_KEY_FILE. Touches no database.`,
+  "secrets-key status": `usage: cli secrets-key status
+
+One line per configured key (the sealing key first), tab-separated: key id, role (current or old),
+how many stored secrets it seals. Then one line for each key id that seals secrets but is not
+configured (role: missing).`,
+  "secrets-key reseal": `usage: cli secrets-key reseal
+
+Seals every stored secret that is sealed with an older key again with the current (first) key, so
+the older key can then be removed from SECRETS_KEY_FILE. Safe while servers run.`,
   "api-key create": `usage: cli api-key create --org <slug> --user <email> [--description <text>]
 
 Creates an API key for the user. The organization (slug: lowercase letters, digits, "-") and
@@ -88,12 +140,20 @@ const ARGS: Record<string, { options: string[]; positionals: number }> = {
   "user create": { options: ["org", "email", "role"], positionals: 0 },
   "user set-role": { options: ["org", "email", "role"], positionals: 0 },
   "user list": { options: ["org"], positionals: 0 },
+  "keys list": { options: [], positionals: 0 },
+  "keys rotate": { options: ["now"], positionals: 0 },
+  "keys revoke": { options: [], positionals: 1 },
+  "secrets-key generate": { options: [], positionals: 0 },
+  "secrets-key status": { options: [], positionals: 0 },
+  "secrets-key reseal": { options: [], positionals: 0 },
 };
 
 /** Commands with subcommands, and what to say when the subcommand is missing. */
 const GROUPS: Record<string, string> = {
   "api-key": "api-key needs a subcommand: create, list or revoke",
   user: "user needs a subcommand: create, set-role or list",
+  keys: "keys needs a subcommand: list, rotate or revoke",
+  "secrets-key": "secrets-key needs a subcommand: generate, status or reseal",
 };
 
 class UsageError extends Error {
@@ -117,6 +177,20 @@ async function withDatabase<T>(fn: (db: Database) => Promise<T>): Promise<T> {
   }
 }
 
+/** The server secrets key: configured, else the embedded database's key file (as the server does). */
+function secretsKeyring(db: Database): SecretsKeyring {
+  const config = loadConfig();
+  if (config.secretsKey) return config.secretsKey.keyring;
+  if (db.kind === "embedded") return embeddedSecretsKeyring(config.dataDir).keyring;
+  throw new ConfigError("the server secrets key is not configured: set SECRETS_KEY_FILE (or SECRETS_KEY) as for the servers");
+}
+
+/** Every column holding sealed secrets (new ones are added here). */
+async function sealedColumns(): Promise<(db: Database) => SealedColumn[]> {
+  const { sealedPrivateKeys } = await signingKeys();
+  return (db) => [sealedPrivateKeys(new SigningKeyStore(db))];
+}
+
 async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
     args: argv,
@@ -128,6 +202,7 @@ async function run(argv: string[]): Promise<number> {
       description: { type: "string" },
       email: { type: "string" },
       role: { type: "string" },
+      now: { type: "boolean" },
     },
   });
   // `cli help <command…>` is the same as `cli <command…> --help`.
@@ -195,6 +270,58 @@ async function run(argv: string[]): Promise<number> {
       return userSetRole(values);
     case "user list":
       return userList(values);
+    case "keys list": {
+      const { keySchedule } = await signingKeys();
+      const rows = await withDatabase(async (db) =>
+        keySchedule(await new SigningKeyStore(db).all(), systemClock.now()).map(({ row, state, until }) =>
+          [row.kid, state, until?.toISOString() ?? "-", row.createdAt.toISOString(), sealedKeyId(row.privateKeySealed)].join("\t"),
+        ),
+      );
+      for (const row of rows) console.log(row);
+      return 0;
+    }
+    case "keys rotate": {
+      const { rotateSigningKey } = await signingKeys();
+      const rotation = await withDatabase((db) => rotateSigningKey(new SigningKeyStore(db), secretsKeyring(db), systemClock, { immediately: values.now }));
+      console.error(`created signing key ${rotation.kid}: published now, signs from ${rotation.signsFrom.toISOString()}`);
+      if (rotation.previous) console.error(`key ${rotation.previous.kid} keeps verifying its tokens until ${rotation.previous.publishedUntil.toISOString()}`);
+      if (rotation.deleted.length > 0) console.error(`deleted retired keys: ${rotation.deleted.join(", ")}`);
+      console.log(rotation.kid);
+      return 0;
+    }
+    case "keys revoke": {
+      const kid = positionals[2];
+      if (!kid) throw new UsageError("keys revoke needs the key's kid (see keys list)", HELP["keys revoke"]);
+      const { revokeSigningKey } = await signingKeys();
+      const revoked = await withDatabase((db) => revokeSigningKey(new SigningKeyStore(db), systemClock, kid));
+      if (!revoked) {
+        console.error(`no usable signing key with kid ${kid}`);
+        return 3;
+      }
+      console.error(`revoked signing key ${kid}: it is out of the JWKS, its tokens no longer verify`);
+      return 0;
+    }
+    case "secrets-key generate":
+      console.log(SecretsKeyring.generateKey());
+      return 0;
+    case "secrets-key status": {
+      const columns = await sealedColumns();
+      const lines = await withDatabase(async (db) => {
+        const keyring = secretsKeyring(db);
+        const usage = await sealedKeyUsage(keyring, columns(db));
+        const configured = keyring.keyIds.map((id, index) => [id, index === 0 ? "current" : "old", usage.get(id) ?? 0].join("\t"));
+        const missing = [...usage].filter(([id]) => !keyring.keyIds.includes(id)).map(([id, count]) => [id, "missing", count].join("\t"));
+        return [...configured, ...missing];
+      });
+      for (const line of lines) console.log(line);
+      return 0;
+    }
+    case "secrets-key reseal": {
+      const columns = await sealedColumns();
+      const reports = await withDatabase((db) => resealAll(secretsKeyring(db), columns(db)));
+      for (const report of reports) console.error(`${report.column}: ${report.resealed} sealed again, ${report.current} already current`);
+      return 0;
+    }
     default:
       throw new UsageError(`unknown command "${positionals.join(" ")}"`);
   }
@@ -246,7 +373,7 @@ run(process.argv.slice(2)).then(
       console.error(`${(err as Error).message}\n\n${err instanceof UsageError ? err.help : HELP.main}`);
       process.exit(2);
     }
-    if (err instanceof ConfigError || err instanceof AccountError) {
+    if (err instanceof ConfigError || err instanceof AccountError || err instanceof SecretsKeyError) {
       console.error((err as Error).message);
       process.exit(2);
     }

@@ -1,7 +1,8 @@
 // Server configuration, read once from the environment and validated up front so a
 // typo fails the start with a message instead of surfacing as odd behaviour later.
 // docs/operations.md lists every variable.
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, readFileSync } from "node:fs";
+import { SecretsKeyError, SecretsKeyring } from "./domain/secrets.js";
 
 export interface Config {
   port: number;
@@ -45,6 +46,12 @@ export interface Config {
   authFailureLimit: number;
   authFailureWindowMs: number;
   // --- end reliability ---
+  // --- OIDC issuer and server secrets key (issue 17) ---
+  /** PUBLIC_URL without a trailing slash: the OIDC issuer; undefined = the server issues no tokens. */
+  publicUrl: string | undefined;
+  /** The server secrets key (SECRETS_KEY or SECRETS_KEY_FILE); undefined = not configured (see src/bootstrap.ts for the embedded default). */
+  secretsKey: { origin: string; keyring: SecretsKeyring } | undefined;
+  // --- end OIDC ---
 }
 
 export class ConfigError extends Error {}
@@ -104,8 +111,63 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxInFlight: integer(env, "MAX_IN_FLIGHT", 1024, 0, 1_000_000),
     unaryFastPath: boolean(env, "UNARY_FAST_PATH", true),
     ...reliability(env),
+    ...issuer(env, databaseUrl),
   };
 }
+
+// --- OIDC issuer and server secrets key (issue 17) ---
+function issuer(env: NodeJS.ProcessEnv, databaseUrl: string | undefined): Pick<Config, "publicUrl" | "secretsKey"> {
+  const publicUrl = publicUrlOf(env.PUBLIC_URL || undefined);
+  const secretsKey = secretsKeyOf(env);
+  if (publicUrl !== undefined && databaseUrl !== undefined && secretsKey === undefined) {
+    throw new ConfigError(
+      "PUBLIC_URL makes the server an OIDC issuer, whose signing keys are encrypted with the server secrets key: " +
+        "set SECRETS_KEY_FILE (or SECRETS_KEY) to the same key on every replica (generate one with: openssl rand -base64 32)",
+    );
+  }
+  return { publicUrl, secretsKey };
+}
+
+function publicUrlOf(raw: string | undefined): string | undefined {
+  if (raw === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    // reported below
+  }
+  if (!url || (url.protocol !== "https:" && url.protocol !== "http:") || url.username || url.password || url.search || url.hash || /[?#]/.test(raw)) {
+    throw new ConfigError(`PUBLIC_URL must be the absolute https:// URL clients reach the server at, without query or fragment (e.g. https://rcp.example.com), got "${raw}"`);
+  }
+  return `${url.origin}${url.pathname.replace(/\/+$/, "")}`;
+}
+
+function secretsKeyOf(env: NodeJS.ProcessEnv): Config["secretsKey"] {
+  const value = env.SECRETS_KEY || undefined;
+  const file = env.SECRETS_KEY_FILE || undefined;
+  if (value !== undefined && file !== undefined) throw new ConfigError("set SECRETS_KEY or SECRETS_KEY_FILE, not both");
+  let text: string;
+  let origin: string;
+  if (value !== undefined) {
+    [text, origin] = [value.replace(/[,;]/g, "\n"), "SECRETS_KEY"];
+  } else if (file !== undefined) {
+    origin = `SECRETS_KEY_FILE (${file})`;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      throw new ConfigError(`SECRETS_KEY_FILE is not a readable file: ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
+  } else {
+    return undefined;
+  }
+  try {
+    return { origin, keyring: SecretsKeyring.parse(text, origin) };
+  } catch (err) {
+    if (err instanceof SecretsKeyError) throw new ConfigError(err.message);
+    throw err;
+  }
+}
+// --- end OIDC ---
 
 // --- reliability (issue 5) ---
 function reliability(env: NodeJS.ProcessEnv) {

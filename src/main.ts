@@ -6,7 +6,8 @@ import { ConfigError, loadConfig } from "./config.js";
 import { systemClock } from "./domain/clock.js";
 import { openConfiguredDatabase, openDatabase } from "./store/db/database.js";
 import { migrate } from "./store/db/migrate.js";
-import { bootstrapEmptyDatabase } from "./bootstrap.js";
+import { bootstrapEmptyDatabase, embeddedSecretsKeyring } from "./bootstrap.js";
+import { SecretsKeyError } from "./domain/secrets.js";
 import { build } from "./server.js";
 import type { FastifyBaseLogger } from "fastify";
 
@@ -32,7 +33,23 @@ async function main(): Promise<void> {
     if (keyFile) log.info({ file: keyFile }, "created organization 'default' with user admin@localhost; its API key is in this file");
   }
 
-  const app = await build({ config, db });
+  // The server secrets key: configured, else (embedded database only) DATA_DIR/secrets-key.
+  let secrets = config.secretsKey;
+  if (!secrets && db.kind === "embedded") {
+    try {
+      const embedded = embeddedSecretsKeyring(config.dataDir);
+      if (embedded.created) log.info({ file: embedded.path }, "created the server secrets key; back it up together with the database");
+      secrets = embedded;
+    } catch (err) {
+      if (!(err instanceof SecretsKeyError)) throw err;
+      console.error(`configuration error: ${err.message}`);
+      process.exit(2);
+    }
+  }
+  if (secrets) log.info({ secretsKey: secrets.keyring.currentKeyId, olderKeys: secrets.keyring.keyIds.length - 1, from: secrets.origin }, "server secrets key loaded");
+  if (config.publicUrl?.startsWith("http:")) log.warn({ publicUrl: config.publicUrl }, "PUBLIC_URL is http://: cloud providers accept only https:// issuers");
+
+  const app = await build({ config, db, secretsKeyring: secrets?.keyring });
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -60,6 +77,7 @@ async function main(): Promise<void> {
       tls: config.tls !== undefined,
       corsAllowedOrigins: config.corsAllowedOrigins.length > 0 ? config.corsAllowedOrigins : undefined,
       maxInFlight: config.maxInFlight,
+      issuer: config.publicUrl,
     },
     "ready",
   );

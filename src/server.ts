@@ -14,6 +14,9 @@ import { PageTokenCodec } from "./domain/page-token.js";
 import { RunnerRegistry } from "./domain/runner-registry.js";
 import { GroupDirectory } from "./domain/groups.js";
 import { RunnerPolicies } from "./domain/runner-policies.js";
+import { TokenIssuer } from "./domain/id-tokens.js";
+import type { SecretsKeyring } from "./domain/secrets.js";
+import { JWKS_MAX_AGE_MS, SigningKeys } from "./domain/signing-keys.js";
 import type { Database } from "./store/db/database.js";
 import { CREDENTIALS_CHANNEL } from "./store/credential-revocations.js";
 import { IdentityStore } from "./store/identity-store.js";
@@ -21,8 +24,10 @@ import { GroupStore } from "./store/group-store.js";
 import { RunnerPolicyStore } from "./store/runner-policy-store.js";
 import { runnerStats } from "./store/runner-stats-store.js";
 import { RunnerStore } from "./store/runner-store.js";
+import { SIGNING_KEYS_CHANNEL, SigningKeyStore } from "./store/signing-key-store.js";
 import { sharedSecret } from "./store/settings-store.js";
 import { registerCors } from "./http/cors.js";
+import { registerOidcEndpoints } from "./http/oidc-endpoints.js";
 import { closeAfterEarlyResponse } from "./http/early-response.js";
 import { serverFactory } from "./http/server-factory.js";
 import { registerOpsEndpoints } from "./ops/endpoints.js";
@@ -49,6 +54,8 @@ export interface BuildOptions {
   clock?: Clock;
   /** Where logs go (default stdout); tests capture them here. */
   logStream?: Writable;
+  /** The server secrets key when not configured (the embedded database's key file); default config.secretsKey. */
+  secretsKeyring?: SecretsKeyring;
 }
 
 export async function build(options: BuildOptions): Promise<FastifyInstance> {
@@ -115,6 +122,9 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   const groups = new GroupDirectory(groupStore, clock, pageTokens, (revocation) => credentials.revoke(revocation));
   const policies = new RunnerPolicies(new RunnerPolicyStore(db), groupStore, registry, clock, pageTokens);
   const authenticator = new Authenticator(identities, runnerStore, credentials);
+  // The server secrets key seals secrets at rest (src/domain/secrets.ts); undefined when not configured.
+  const secretsKeyring = options.secretsKeyring ?? config.secretsKey?.keyring;
+  const tokens = await tokenIssuer(app, config, db, secretsKeyring, clock, registry, identities);
   // Brute-force protection (src/ops/rate-limit.ts): AUTH_FAILURE_LIMIT failures per address and window.
   const authFailures =
     config.authFailureLimit > 0
@@ -151,9 +161,9 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   ];
   await registerRpcRoutes(app, {
     services: [
-      serviceRoute(RunnerService, runnerService(registry, policies)),
+      serviceRoute(RunnerService, runnerService(registry, policies, tokens)),
       serviceRoute(GroupService, groupService(groups, policies)),
-      serviceRoute(IdentityService, identityService(registry)),
+      serviceRoute(IdentityService, identityService(registry, tokens)),
       serviceRoute(RunnerInteractionService, runnerInteractionService(registry)),
     ],
     interceptors,
@@ -167,6 +177,14 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     onFastPathServed: (protocol) => metrics.fastPathServed(protocol),
   });
   registerOpsEndpoints(app, { limiter, metrics, pingDatabase: () => db.query("SELECT 1"), databaseKind: db.kind });
+  registerOidcEndpoints(app, {
+    issuer: config.publicUrl,
+    discovery: () => tokens.discovery(),
+    jwks: () => tokens.publishedKeys(),
+    discoveryMaxAgeSeconds: 3600,
+    jwksMaxAgeSeconds: JWKS_MAX_AGE_MS / 1000,
+    onError: (err) => app.log.warn({ err }, "JWKS: reading the signing keys failed; answered 503"),
+  });
 
   app.addHook("onClose", async () => {
     clearInterval(logFlusher);
@@ -174,4 +192,41 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     await db.close();
   });
   return app;
+}
+
+/**
+ * The OIDC issuer at PUBLIC_URL (src/domain/id-tokens.ts): its signing keys, cached per replica and
+ * reloaded on NOTIFY from any replica or the CLI. Without PUBLIC_URL, the token RPCs answer
+ * failed_precondition and the documents 404.
+ */
+async function tokenIssuer(
+  app: FastifyInstance,
+  config: Config,
+  db: Database,
+  keyring: SecretsKeyring | undefined,
+  clock: Clock,
+  registry: RunnerRegistry,
+  identities: IdentityStore,
+): Promise<TokenIssuer> {
+  const lookups = {
+    // The calling runner itself (the claims of its own ID token).
+    runner: (organizationId: string, runnerId: string) => registry.get({ kind: "runner", runnerId, organizationId }, runnerId),
+    userEmail: (userId: string) => identities.userEmail(userId),
+  };
+  if (config.publicUrl === undefined) return new TokenIssuer(undefined, undefined, lookups, clock);
+  if (!keyring) throw new Error("PUBLIC_URL is set but no server secrets key was given (SECRETS_KEY_FILE or SECRETS_KEY)");
+  const keys = new SigningKeys(new SigningKeyStore(db), keyring, clock);
+  const stopListening = await db.listen(SIGNING_KEYS_CHANNEL, () => keys.onNotification(), (live) => keys.setLive(live));
+  app.addHook("onClose", async () => stopListening().catch(() => {}));
+  // The first start creates the first key, so the JWKS has it before any token is asked for; a key
+  // that does not open (a lost secrets key) is reported here rather than on the first token.
+  try {
+    const { kid } = await keys.signer();
+    const stale = await keys.keysSealedWithOlderSecretsKeys();
+    app.log.info({ issuer: config.publicUrl, kid }, "OIDC issuer: signing tokens");
+    if (stale.length > 0) app.log.warn({ keys: stale }, "signing keys sealed with an older secrets key: run `cli secrets-key reseal` before removing that key");
+  } catch (err) {
+    app.log.error({ err }, "OIDC issuer: no usable signing key; GetIDToken and CreateRunnerLogsToken fail until this is fixed");
+  }
+  return new TokenIssuer(config.publicUrl, keys, lookups, clock);
 }

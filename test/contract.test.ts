@@ -53,6 +53,8 @@ const CHECKS: ReferenceCheck[] = [
       { from: "### 5.2", to: "### 5.6" },
       // Of organization.proto only the OrganizationRole enum (OrganizationService is not served).
       { from: "### 5.6", to: "#### SetRoleRequest" },
+      // GetIDToken as the runner-channel reference re-checked it (identical to gitpod-v1-wire.md section 5).
+      { from: "## 6. IdentityService.GetIDToken", to: "## 7." },
     ],
   },
 ];
@@ -207,7 +209,7 @@ for (const check of CHECKS) {
       return md.slice(start, end);
     };
 
-    describe("services", () => {
+    if (check.services.length > 0) describe("services", () => {
       for (const { service, from, to, subset } of check.services) {
         it(service.typeName, () => {
           let want = tableRows(section(from, to), /^[A-Z]\w+$/).filter((r) => r[1]?.endsWith("Request"));

@@ -99,7 +99,7 @@ const jsonCases: [string, () => Case][] = [
   ["ExchangeToken with a bad token", () => ({ procedure: "gitpod.v1.IdentityService/ExchangeToken", body: '{"exchangeToken":"rcpx_nope"}', auth: "none" })],
   ["MarkRunnerActive by the runner", () => ({ procedure: "gitpod.v1.RunnerInteractionService/MarkRunnerActive", body: JSON.stringify({ runnerId }), auth: "runner" })],
   ["MarkRunnerActive by a user", () => ({ procedure: "gitpod.v1.RunnerInteractionService/MarkRunnerActive", body: JSON.stringify({ runnerId }) })],
-  ["an unimplemented method", () => ({ procedure: "gitpod.v1.RunnerService/CreateRunnerLogsToken", body: JSON.stringify({ runnerId }) })],
+  ["an error from the handler (CreateRunnerLogsToken without PUBLIC_URL)", () => ({ procedure: "gitpod.v1.RunnerService/CreateRunnerLogsToken", body: JSON.stringify({ runnerId }) })],
   ["GetAuthenticatedIdentity", () => ({ procedure: "gitpod.v1.IdentityService/GetAuthenticatedIdentity", body: "{}" })],
   ["under /api", () => ({ procedure: `api/${get}`, body: JSON.stringify({ runnerId }) })],
 ];
@@ -123,7 +123,7 @@ function binaryCases(wrap: (payload: Uint8Array) => Uint8Array, grpc: boolean): 
     ["GetRunner with a body over MAX_REQUEST_BYTES", () => ({ procedure: get, body: wrap(utf8("x".repeat(MAX_REQUEST_BYTES + 10))) })],
     ["ListRunners, page of 25", () => ({ procedure: list, body: wrap(message(ListRunnersRequestSchema, { pagination: { pageSize: 25 } })) })],
     ["ListRunners, compression accepted (compressed answer)", () => ({ procedure: list, body: wrap(new Uint8Array(0)), headers: [[grpc ? "grpc-accept-encoding" : "accept-encoding", "gzip"]] })],
-    ["an unimplemented method", () => ({ procedure: "gitpod.v1.RunnerService/CreateRunnerLogsToken", body: wrap(message(GetRunnerRequestSchema, { runnerId })) })],
+    ["an error from the handler (CreateRunnerLogsToken without PUBLIC_URL)", () => ({ procedure: "gitpod.v1.RunnerService/CreateRunnerLogsToken", body: wrap(message(GetRunnerRequestSchema, { runnerId })) })],
     ["MarkRunnerActive by a user", () => ({ procedure: "gitpod.v1.RunnerInteractionService/MarkRunnerActive", body: wrap(message(GetRunnerRequestSchema, { runnerId })) })],
   ];
   if (grpc) {

@@ -1,7 +1,7 @@
 // Starts the real server on an ephemeral port, on the embedded database (default) or on
 // the fresh PostgreSQL database this test run created (TEST_DATABASE_URL, see global-setup),
 // and hands out clients for every protocol.
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { Writable } from "node:stream";
 import type { AddressInfo } from "node:net";
 import { inject } from "vitest";
@@ -72,6 +72,9 @@ export function bearer(token: string | undefined): Interceptor {
   };
 }
 
+/** The server secrets key of test servers (a fixed test value, never a real deployment's). */
+export const TEST_SECRETS_KEY = createHash("sha256").update("runner-control-plane test secrets key").digest("base64");
+
 export function uniqueSlug(prefix = "org"): string {
   return `${prefix}-${randomBytes(6).toString("hex")}`;
 }
@@ -80,8 +83,9 @@ export async function startServer(
   options: { env?: Record<string, string>; clock?: Clock; db?: Database } = {},
 ): Promise<TestServer> {
   // Test files send many deliberate auth failures from 127.0.0.1: the brute-force limit is off
-  // unless a test turns it on (test/rate-limit.test.ts, test/fuzz.test.ts).
-  const config = loadConfig({ LOG_LEVEL: "info", AUTH_FAILURE_LIMIT: "0", ...options.env });
+  // unless a test turns it on (test/rate-limit.test.ts, test/fuzz.test.ts). One secrets key for
+  // every test server, so issuers (PUBLIC_URL) sharing this run's database open each other's keys.
+  const config = loadConfig({ LOG_LEVEL: "info", AUTH_FAILURE_LIMIT: "0", SECRETS_KEY: TEST_SECRETS_KEY, ...options.env });
   const db = options.db ?? (await openTestDatabase());
   const clock = options.clock instanceof ManualClock ? options.clock : new ManualClock(Date.now());
   const logs: string[] = [];

@@ -323,7 +323,6 @@ describe.each(protocols)("unimplemented RPCs over %s", (protocol) => {
 
   const calls: [string, "user" | "runner", (token: string | undefined) => Promise<unknown>][] = [
     ["RunnerService.ParseContextURL", "user", (token) => server.runners(protocol, token).parseContextURL({ contextUrl: "https://github.com/gitpod-io/gitpod" })],
-    ["IdentityService.GetIDToken", "user", (token) => server.identity(protocol, token).getIDToken({ audience: ["x"] })],
     ["RunnerInteractionService.GetLatestVersion", "runner", (token) => server.interaction(protocol, token).getLatestVersion({ runnerId: runner.runnerId })],
   ];
 

@@ -37,11 +37,11 @@ const PD = "PermissionDenied";
 const UA = "Unauthenticated";
 const UI = "Unimplemented";
 type Expected = typeof OK | typeof NF | typeof PD | typeof UA | typeof UI;
-// What a caller who may use runner A gets from the SCM calls through it (ParseContextURL & co.),
-// and one who may manage it from CreateRunnerLogsToken: unimplemented until those RPCs are
-// served. The access check before them is already in place, so the denials below hold today.
+// What a caller who may use runner A gets from the SCM calls through it (ParseContextURL & co.):
+// unimplemented until those RPCs are served. The access check before them is already in place,
+// so the denials below hold today. One who may manage it gets a logs token.
 const SCM: Expected = UI;
-const LOGS: Expected = UI;
+const LOGS: Expected = OK;
 
 // admin: the admin of organization A. memberUser, memberAdmin, memberNone: members of
 // organization A, in group U, in group M, in no group. userB: the admin of organization B.
@@ -70,7 +70,7 @@ const matrix: Record<string, Expected[]> = {
   // ExchangeToken authenticates by the exchange token in its body; the Authorization header is ignored.
   "IdentityService.ExchangeToken":                   [OK,   OK,        OK,         OK,        OK,   OK,     OK,     OK,        OK,     OK,        OK],
   "IdentityService.GetAuthenticatedIdentity":        [OK,   OK,        OK,         OK,        OK,   OK,     OK,     OK,        UA,     UA,        UA],
-  "IdentityService.GetIDToken":                      [UI,   UI,        UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  "IdentityService.GetIDToken":                      [OK,   OK,        OK,         OK,        OK,   OK,     OK,     OK,        UA,     UA,        UA],
   "RunnerInteractionService.Signup":                 [PD,   PD,        PD,         PD,        PD,   OK,     OK,     OK,        UA,     UA,        UA],
   "RunnerInteractionService.MarkRunnerActive":       [PD,   PD,        PD,         PD,        PD,   OK,     PD,     PD,        UA,     UA,        UA],
   "RunnerInteractionService.UpdateRunnerStatus":     [PD,   PD,        PD,         PD,        PD,   OK,     PD,     PD,        UA,     UA,        UA],
@@ -134,7 +134,7 @@ async function freshGroup(): Promise<string> {
 }
 
 beforeAll(async () => {
-  server = await startServer();
+  server = await startServer({ env: { PUBLIC_URL: "https://rcp.example.com" } }); // an OIDC issuer: GetIDToken, CreateRunnerLogsToken
   userA = await server.newUser();
   userB = await server.newUser();
   for (const name of ["memberUser", "memberAdmin", "memberNone"] as const) users[name] = await server.newUser(userA.organizationSlug);

@@ -9,6 +9,7 @@ import { openDatabase } from "../src/store/db/database.js";
 import { migrate, readMigrations } from "../src/store/db/migrate.js";
 import { projectRoot } from "../src/paths.js";
 import { postJson, startServer, testDatabaseUrl, uniqueSlug, type TestServer } from "./harness.js";
+import { runNode } from "./processes.js";
 
 const tempDirs: string[] = [];
 function tempDir(): string {
@@ -19,28 +20,6 @@ function tempDir(): string {
 afterAll(() => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function runNode(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", ...args], {
-      cwd: projectRoot,
-      env: { ...process.env, DATABASE_URL: "", ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk) => (stdout += chunk));
-    child.stderr.on("data", (chunk) => (stderr += chunk));
-    child.on("error", reject);
-    child.on("close", (code) => resolve({ code, stdout, stderr }));
-  });
-}
 
 const cli = (args: string[], env: Record<string, string>) => runNode(["src/cli.ts", ...args], env);
 

@@ -4,20 +4,19 @@
 // SHUTDOWN_TIMEOUT_MS, and every runner whose creation was acknowledged is in the database.
 //
 //   npx vitest run test/sigterm.test.ts          (add TEST_DATABASE_URL=… for PostgreSQL)
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { startServerProcess } from "./processes.js";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { openDatabase, type Database } from "../src/store/db/database.js";
 import { issueApiKey } from "../src/domain/accounts.js";
-import { projectRoot } from "../src/paths.js";
 import { IdentityStore } from "../src/store/identity-store.js";
 import { systemClock } from "../src/domain/clock.js";
 import { openTestDatabase, testDatabaseUrl, uniqueSlug } from "./harness.js";
@@ -40,29 +39,7 @@ interface Call {
   exchangeToken?: string;
 }
 
-function startProcess(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; output: () => string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    cwd: projectRoot,
-    env: { ...process.env, DATABASE_URL: "", PORT: "0", HOST: "127.0.0.1", SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS), ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout!.on("data", (chunk) => (output += chunk));
-  child.stderr!.on("data", (chunk) => (output += chunk));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
-    const check = () => {
-      const match = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
-      if (match && output.includes('"msg":"ready"')) {
-        clearTimeout(timer);
-        child.stdout!.off("data", check);
-        resolve({ child, port: Number(match[1]), output: () => output });
-      }
-    };
-    child.stdout!.on("data", check);
-    child.on("exit", (code) => reject(new Error(`server exited with ${code} before it was ready:\n${output}`)));
-  });
-}
+const startProcess = (env: Record<string, string>) => startServerProcess({ SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS), ...env });
 
 /** Whether a fresh TCP connection to the port is refused. */
 function refused(port: number): Promise<boolean> {

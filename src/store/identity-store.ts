@@ -131,6 +131,7 @@ const q = {
       WHERE $1::text IS NULL OR o.slug = $1
       ORDER BY o.slug, k.created_at, k.id`,
   ),
+  userEmail: sql("user_email", "SELECT email FROM users WHERE id = $1"),
   // The notification (delivered on commit) tells every replica to drop the cached key.
   revokeApiKey: sql(
     "api_key_revoke",
@@ -202,6 +203,11 @@ export class IdentityStore {
   async listUsers(organizationSlug?: string): Promise<UserInfo[]> {
     const { rows } = await this.db.query<UserInfo>(q.listUsers, [organizationSlug ?? null]);
     return rows;
+  }
+
+  async userEmail(userId: string): Promise<string | undefined> {
+    const { rows } = await this.db.query<{ email: string }>(q.userEmail, [userId]);
+    return rows[0]?.email;
   }
 
   async insertApiKey(user: User, tokenHash: Buffer, description: string, now: Date): Promise<string> {

@@ -2,10 +2,10 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { Principal, type IdentityService } from "../../../gen/gitpod/v1/identity_pb.js";
 import { callerOf } from "../../domain/auth.js";
+import type { TokenIssuer } from "../../domain/id-tokens.js";
 import type { RunnerRegistry } from "../../domain/runner-registry.js";
-import { notImplemented } from "./not-implemented.js";
 
-export function identityService(registry: RunnerRegistry): ServiceImpl<typeof IdentityService> {
+export function identityService(registry: RunnerRegistry, tokens: TokenIssuer): ServiceImpl<typeof IdentityService> {
   return {
     // Authenticated by the exchange token in the body, not by an Authorization header.
     async exchangeToken(request) {
@@ -23,6 +23,9 @@ export function identityService(registry: RunnerRegistry): ServiceImpl<typeof Id
         : { subject: { id: caller.runnerId, principal: Principal.RUNNER }, organizationId: caller.organizationId };
     },
 
-    getIDToken: notImplemented("GetIDToken", "it does not issue OIDC identity tokens"),
+    // A signed JWT for the caller (user or runner), for the requested audiences (docs/oidc.md).
+    async getIDToken(request, ctx) {
+      return { token: await tokens.idToken(callerOf(ctx), request) };
+    },
   };
 }

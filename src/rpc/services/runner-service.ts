@@ -5,13 +5,14 @@ import type { RunnerService } from "../../../gen/gitpod/v1/runner_pb.js";
 import { callerOf, requireUser } from "../../domain/auth.js";
 import type { RunnerAction } from "../../domain/access.js";
 import { permissionDenied } from "../../domain/errors.js";
+import type { TokenIssuer } from "../../domain/id-tokens.js";
 import type { RunnerPolicies } from "../../domain/runner-policies.js";
 import type { RunnerRegistry } from "../../domain/runner-registry.js";
 import { notImplemented } from "./not-implemented.js";
 
 const noScm = "it has no SCM integrations";
 
-export function runnerService(registry: RunnerRegistry, policies: RunnerPolicies): ServiceImpl<typeof RunnerService> {
+export function runnerService(registry: RunnerRegistry, policies: RunnerPolicies, tokens: TokenIssuer): ServiceImpl<typeof RunnerService> {
   /**
    * An RPC this server does not serve yet, whose access rule applies already: a caller who
    * may not `action` the runner gets not_found or permission_denied, the others unimplemented.
@@ -61,8 +62,14 @@ export function runnerService(registry: RunnerRegistry, policies: RunnerPolicies
       return { exchangeToken: await registry.createExchangeToken(requireUser(ctx), request.runnerId) };
     },
 
-    // Reading a runner's logs is part of managing it. The SCM calls through a runner are "use".
-    createRunnerLogsToken: guardedNotImplemented("CreateRunnerLogsToken", "manage", "runner logs are not proxied"),
+    // A one-hour token for this runner's logs and support bundle (docs/oidc.md). Reading a
+    // runner's logs is part of managing it.
+    async createRunnerLogsToken(request, ctx) {
+      const user = requireUser(ctx);
+      const runner = await registry.authorize(user, request.runnerId, "manage");
+      return { accessToken: await tokens.logsToken(user, runner) };
+    },
+    // The SCM calls through a runner are "use".
     parseContextURL: guardedNotImplemented("ParseContextURL", "use", noScm),
     searchRepositories: guardedNotImplemented("SearchRepositories", "use", noScm),
     listSCMOrganizations: guardedNotImplemented("ListSCMOrganizations", "use", noScm),
