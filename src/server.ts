@@ -27,6 +27,7 @@ import { Metrics } from "./ops/metrics.js";
 import { authFailureInterceptor, clientAddressKey, FailureLimiter } from "./ops/rate-limit.js";
 import { requestIdOf, traceIdOf } from "./ops/request-id.js";
 import { authInterceptor, loggerKey, observeInterceptor, paginationQueryInterceptor, requestIdKey, validateInterceptor } from "./rpc/interceptors.js";
+import { rejectNulInterceptor } from "./rpc/reject-nul.js";
 import { registerRpcRoutes } from "./rpc/router.js";
 import { serviceRoute } from "./rpc/unary-fast-path.js";
 import { identityService } from "./rpc/services/identity-service.js";
@@ -137,6 +138,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     authFailureInterceptor(authFailures),
     authInterceptor(authenticator),
     paginationQueryInterceptor(),
+    rejectNulInterceptor(), // src/rpc/reject-nul.ts: U+0000 in any string is invalid_argument
     validateInterceptor(),
   ];
   await registerRpcRoutes(app, {
@@ -146,7 +148,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
       serviceRoute(RunnerInteractionService, runnerInteractionService(registry)),
     ],
     interceptors,
-    reflectionInterceptors: [metrics.interceptor(), limiter.interceptor(), observeInterceptor()],
+    reflectionInterceptors: [metrics.interceptor(), limiter.interceptor(), observeInterceptor(), rejectNulInterceptor()],
     contextValues: (request: FastifyRequest) =>
       createContextValues().set(requestIdKey, request.id).set(loggerKey, request.log).set(clientAddressKey, request.socket.remoteAddress),
     readMaxBytes: config.maxRequestBytes,
