@@ -28,13 +28,14 @@ import { createAsyncIterable, type UniversalHandler, type UniversalServerRequest
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { answerAfterBody } from "./unread-body.js";
 
 const PARSE_BINARY = "parse binary: ";
 const COMPRESSED_WITHOUT_ENCODING = "received compressed envelope, but do not know how to decompress";
 const CLIENT_MESSAGE = "cannot decode the request message: ";
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
-/** Wraps a routes function so that every handler it registers gets the guards above. */
+/** Wraps a routes function so that every handler it registers gets the guards above (and reads a refused body to its end, src/rpc/unread-body.ts). */
 export function withProtocolGuards(
   routes: (router: ConnectRouter) => void,
   options: { maxTimeoutMs: number },
@@ -42,7 +43,7 @@ export function withProtocolGuards(
   return (router) => {
     const before = router.handlers.length;
     routes(router);
-    for (let i = before; i < router.handlers.length; i++) router.handlers[i] = wrap(router.handlers[i]!, options.maxTimeoutMs);
+    for (let i = before; i < router.handlers.length; i++) router.handlers[i] = answerAfterBody(wrap(router.handlers[i]!, options.maxTimeoutMs));
   };
 }
 
