@@ -22,6 +22,7 @@ import { registerCors } from "./http/cors.js";
 import { closeAfterEarlyResponse } from "./http/early-response.js";
 import { serverFactory } from "./http/server-factory.js";
 import { registerOpsEndpoints } from "./ops/endpoints.js";
+import { Readiness } from "./ops/readiness.js";
 import { InFlightLimiter } from "./ops/load-shedding.js";
 import { Metrics } from "./ops/metrics.js";
 import { authFailureInterceptor, clientAddressKey, FailureLimiter } from "./ops/rate-limit.js";
@@ -129,6 +130,15 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
 
   await registerCors(app, config.corsAllowedOrigins); // src/http/cors.ts
 
+  // One readiness signal for GET /readyz and grpc.health.v1; on close it turns NOT_SERVING at
+  // once and health Watch streams end (src/rpc/health.ts), so they do not hold up the drain.
+  const readiness = new Readiness(limiter, () => db.query("SELECT 1"));
+  const shutdown = new AbortController();
+  app.addHook("preClose", async () => {
+    readiness.markClosing();
+    shutdown.abort();
+  });
+
   // Outermost first. Metrics see every call with its final code, shed ones included;
   // shedding comes before logging so an overload does not also flood the log.
   const interceptors = [
@@ -149,6 +159,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     ],
     interceptors,
     reflectionInterceptors: [metrics.interceptor(), limiter.interceptor(), observeInterceptor(), rejectNulInterceptor()],
+    health: { readiness, shutdown: shutdown.signal, interceptors: [metrics.interceptor(), rejectNulInterceptor()] },
     contextValues: (request: FastifyRequest) =>
       createContextValues().set(requestIdKey, request.id).set(loggerKey, request.log).set(clientAddressKey, request.socket.remoteAddress),
     readMaxBytes: config.maxRequestBytes,
@@ -157,7 +168,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     unaryFastPath: config.unaryFastPath,
     onFastPathServed: (protocol) => metrics.fastPathServed(protocol),
   });
-  registerOpsEndpoints(app, { limiter, metrics, pingDatabase: () => db.query("SELECT 1"), databaseKind: db.kind });
+  registerOpsEndpoints(app, { metrics, readiness, databaseKind: db.kind });
 
   app.addHook("onClose", async () => {
     clearInterval(logFlusher);
