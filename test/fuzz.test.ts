@@ -222,6 +222,11 @@ function binaryBodyArb(method: DescMethod): fc.Arbitrary<{ body: Uint8Array; kin
   );
 }
 
+/** Bodies above MAX_REQUEST_BYTES (the sizes among them), on every protocol and HTTP version: resource_exhausted, never a reset. */
+const oversizedBodyArb = fc
+  .constantFrom(MAX_BYTES + 1, 5_000_000, Math.round(10.9 * 1024 * 1024), 15 * 1024 * 1024)
+  .map((size) => ({ body: Buffer.alloc(size, 0x20), kind: "oversized" }));
+
 const wrongContentTypes = [
   "text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "application/xml", "",
   "application/json; charset=latin1", "application/proto; charset=utf-8", "application/grpc-web-text",
@@ -277,7 +282,7 @@ function caseArb(protocol: WireProtocol): fc.Arbitrary<Case> {
     }[protocol];
     return fc
       .record({
-        body,
+        body: fc.oneof({ weight: 60, arbitrary: body }, { weight: 1, arbitrary: oversizedBodyArb }),
         http: protocol === "grpc" ? fc.constant("2" as const) : fc.constantFrom("1.1" as const, "1.1" as const, "2" as const),
         contentTypes: fc.oneof(
           { weight: 12, arbitrary: fc.constant<string[]>([contentType]) },
