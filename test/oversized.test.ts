@@ -59,6 +59,7 @@ describe.each(transports)("%s", (_name, transport) => {
     ]) {
       const err = await failure(call);
       expect(Code[err.code]).toBe("ResourceExhausted");
+      // The server's answer: connect-node reads a stream reset with ENHANCE_YOUR_CALM as resource_exhausted too.
       expect(err.rawMessage).toMatch(/larger than configured readMaxBytes 4194304/);
     }
   }, 60_000);
