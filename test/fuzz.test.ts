@@ -10,6 +10,7 @@
 //
 // Each run uses the fixed seeds below (the same cases in every CI run) and one random seed,
 // printed at the start and with the counts, so that a failure it finds can be replayed.
+import * as net from "node:net";
 import { gzipSync } from "node:zlib";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import fc from "fast-check";
@@ -611,18 +612,35 @@ describe("regressions found by fuzzing", () => {
     expect(warnings.slice(before)).toEqual([]);
   });
 
-  it("closes an HTTP/1.1 connection after refusing a body it did not read, so the next request does not hang", async () => {
+  it("keeps an HTTP/1.1 connection usable after refusing a body: read to its end first, so the next request does not hang", async () => {
     const oversized = create(RunnerService.method.createRunner.input, { name: "x".repeat(MAX_BYTES + 1024), provider: RunnerProvider.GCP });
     const headers: [string, string][] = [["content-type", "application/proto"], [auth[0], `Bearer ${user.apiKey}`]];
     const path = "/gitpod.v1.RunnerService/CreateRunner";
     const raw = await client.send({ method: "POST", path, http: "1.1", headers, body: toBinary(RunnerService.method.createRunner.input, oversized) });
     expect(raw.status).toBe(429);
-    expect(raw.headers.connection).toBe("close");
+    // The whole body was read (src/rpc/unread-body.ts): nothing unread is left on the connection.
+    expect(raw.headers.connection).not.toBe("close");
     // Sequential requests reuse the agent's connections: none may be stuck behind unread bytes.
     for (let i = 0; i < 3; i++) {
       const outcome = await send({ path: identityPath, http: "1.1", headers: [["content-type", "application/json"], [auth[0], `Bearer ${user.apiKey}`]], body: utf8("{}") });
       expect(outcome.code).toBe("ok");
     }
+  });
+
+  it("closes an HTTP/1.1 connection whose refused body stops arriving (answered after 1 s without bytes)", async () => {
+    const socket = net.connect(server.port, "127.0.0.1");
+    socket.on("error", () => {});
+    let received = "";
+    socket.on("data", (chunk: Buffer) => (received += chunk.toString("latin1")));
+    const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+    const started = performance.now();
+    // Declares 5 MB, sends 10 bytes, then waits.
+    socket.write(`POST /gitpod.v1.RunnerService/CreateRunner HTTP/1.1\r\nHost: x\r\nContent-Type: application/proto\r\nAuthorization: Bearer ${user.apiKey}\r\nContent-Length: 5000000\r\n\r\n0123456789`);
+    await closed;
+    expect(performance.now() - started).toBeLessThan(5_000);
+    expect(received).toMatch(/^HTTP\/1\.1 429 /);
+    expect(received.toLowerCase()).toContain("connection: close");
+    expect(received).toContain('"code":"resource_exhausted"');
   });
 });
 
