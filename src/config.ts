@@ -3,6 +3,7 @@
 // docs/operations.md lists every variable.
 import { accessSync, constants, readFileSync } from "node:fs";
 import { SecretsKeyError, SecretsKeyring } from "./domain/secrets.js";
+import { DEFAULT_QUERY_TIMEOUT_MS } from "./store/db/database.js";
 
 export interface Config {
   port: number;
@@ -27,6 +28,8 @@ export interface Config {
   workers: number;
   /** Size of the PostgreSQL connection pool (ignored for the embedded database). */
   databasePoolSize: number;
+  /** Longest a PostgreSQL statement may take, client- and server-side, before the call fails `unavailable`; 0 = no limit. */
+  databaseQueryTimeoutMs: number;
   /** Certificate chain and private key (PEM) for TLS with ALPN h2 + http/1.1; undefined = cleartext (HTTP/1.1 + h2c). */
   tls: { certFile: string; keyFile: string } | undefined;
   /** Browser origins allowed by CORS ("*" = any); empty = CORS off. */
@@ -103,6 +106,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     shutdownTimeoutMs: integer(env, "SHUTDOWN_TIMEOUT_MS", 10_000, 0, 600_000),
     livenessWindowMs: integer(env, "RUNNER_LIVENESS_WINDOW_SECONDS", 90, 1, 86_400) * 1000,
     databasePoolSize: integer(env, "DATABASE_POOL_SIZE", 16, 1, 1000),
+    databaseQueryTimeoutMs: integer(env, "DATABASE_QUERY_TIMEOUT_MS", DEFAULT_QUERY_TIMEOUT_MS, 0, 600_000),
     workers: workersOf(env, databaseUrl),
     credentialCacheTtlMs: integer(env, "CREDENTIAL_CACHE_TTL_SECONDS", 600, 0, 86_400) * 1000,
     credentialCacheSize: integer(env, "CREDENTIAL_CACHE_SIZE", 100_000, 0, 10_000_000),

@@ -31,11 +31,13 @@ import { registerOidcEndpoints } from "./http/oidc-endpoints.js";
 import { closeAfterEarlyResponse } from "./http/early-response.js";
 import { serverFactory } from "./http/server-factory.js";
 import { registerOpsEndpoints } from "./ops/endpoints.js";
+import { Readiness } from "./ops/readiness.js";
 import { InFlightLimiter } from "./ops/load-shedding.js";
 import { Metrics } from "./ops/metrics.js";
 import { authFailureInterceptor, clientAddressKey, FailureLimiter } from "./ops/rate-limit.js";
 import { requestIdOf, traceIdOf } from "./ops/request-id.js";
 import { authInterceptor, loggerKey, observeInterceptor, paginationQueryInterceptor, requestIdKey, validateInterceptor } from "./rpc/interceptors.js";
+import { rejectNulInterceptor } from "./rpc/reject-nul.js";
 import { registerRpcRoutes } from "./rpc/router.js";
 import { serviceRoute } from "./rpc/unary-fast-path.js";
 import { identityService } from "./rpc/services/identity-service.js";
@@ -148,6 +150,15 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
 
   await registerCors(app, config.corsAllowedOrigins); // src/http/cors.ts
 
+  // One readiness signal for GET /readyz and grpc.health.v1; on close it turns NOT_SERVING at
+  // once and health Watch streams end (src/rpc/health.ts), so they do not hold up the drain.
+  const readiness = new Readiness(limiter, () => db.query("SELECT 1"));
+  const shutdown = new AbortController();
+  app.addHook("preClose", async () => {
+    readiness.markClosing();
+    shutdown.abort();
+  });
+
   // Outermost first. Metrics see every call with its final code, shed ones included;
   // shedding comes before logging so an overload does not also flood the log.
   const interceptors = [
@@ -157,6 +168,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     authFailureInterceptor(authFailures),
     authInterceptor(authenticator),
     paginationQueryInterceptor(),
+    rejectNulInterceptor(), // src/rpc/reject-nul.ts: U+0000 in any string is invalid_argument
     validateInterceptor(),
   ];
   await registerRpcRoutes(app, {
@@ -167,7 +179,8 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
       serviceRoute(RunnerInteractionService, runnerInteractionService(registry)),
     ],
     interceptors,
-    reflectionInterceptors: [metrics.interceptor(), limiter.interceptor(), observeInterceptor()],
+    reflectionInterceptors: [metrics.interceptor(), limiter.interceptor(), observeInterceptor(), rejectNulInterceptor()],
+    health: { readiness, shutdown: shutdown.signal, interceptors: [metrics.interceptor(), rejectNulInterceptor()] },
     contextValues: (request: FastifyRequest) =>
       createContextValues().set(requestIdKey, request.id).set(loggerKey, request.log).set(clientAddressKey, request.socket.remoteAddress),
     readMaxBytes: config.maxRequestBytes,
@@ -176,7 +189,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     unaryFastPath: config.unaryFastPath,
     onFastPathServed: (protocol) => metrics.fastPathServed(protocol),
   });
-  registerOpsEndpoints(app, { limiter, metrics, pingDatabase: () => db.query("SELECT 1"), databaseKind: db.kind });
+  registerOpsEndpoints(app, { metrics, readiness, databaseKind: db.kind });
   registerOidcEndpoints(app, {
     issuer: config.publicUrl,
     discovery: () => tokens.discovery(),

@@ -75,7 +75,9 @@ export class RawClient {
 
   private h2(): http2.ClientHttp2Session {
     if (process.env.RAW_H2_FRESH || !this.session || this.session.closed || this.session.destroyed) {
-      const session = http2.connect(`http://${this.host}:${this.port}`);
+      // Node counts request bytes not yet sent against the session's memory (default 10 MB) and
+      // refuses response headers above it: room for several large uploads at once.
+      const session = http2.connect(`http://${this.host}:${this.port}`, { maxSessionMemory: 256 });
       session.on("error", () => {}); // surfaces on the streams
       session.unref();
       this.session = session;

@@ -1,6 +1,8 @@
 // A TCP proxy between the server and PostgreSQL that a test can cut and restore, to play a
 // database restart or a network outage: cut() resets every open connection and refuses new
-// ones (closing each as soon as it is accepted) until restore().
+// ones (closing each as soon as it is accepted) until restore(). blackhole() plays a silent
+// partition instead: connections stay open but nothing gets through, either way, and new ones
+// are accepted and then hear nothing; restore() resets those (as the peers would) and forwards again.
 import * as net from "node:net";
 
 export class TcpProxy {
@@ -8,6 +10,9 @@ export class TcpProxy {
   private readonly sockets = new Set<net.Socket>();
   private readonly clients = new WeakSet<net.Socket>();
   private down = false;
+  private silent = false;
+  private readonly pairs = new Map<net.Socket, net.Socket>();
+  private readonly stuck = new Set<net.Socket>();
   /** How many connections the proxy has cut or refused so far. */
   cutConnections = 0;
 
@@ -36,6 +41,12 @@ export class TcpProxy {
       client.destroy();
       return;
     }
+    if (this.silent) {
+      client.pause(); // accepted, never answered
+      this.stuck.add(client);
+      client.once("close", () => this.stuck.delete(client));
+      return;
+    }
     const upstream = net.connect(this.target.port, this.target.host);
     upstream.on("error", () => client.destroy());
     client.on("error", () => upstream.destroy());
@@ -43,6 +54,8 @@ export class TcpProxy {
     upstream.on("close", () => client.destroy());
     client.pipe(upstream);
     upstream.pipe(client);
+    this.pairs.set(client, upstream);
+    client.once("close", () => this.pairs.delete(client));
     this.clients.add(client);
     for (const socket of [client, upstream]) {
       this.sockets.add(socket);
@@ -59,8 +72,23 @@ export class TcpProxy {
     }
   }
 
+  /** Forwards nothing any more, on open connections and new ones, without closing anything. */
+  blackhole(): void {
+    this.silent = true;
+    for (const [client, upstream] of this.pairs) {
+      client.unpipe(upstream);
+      upstream.unpipe(client);
+      client.pause();
+      upstream.pause();
+      this.stuck.add(client).add(upstream);
+    }
+  }
+
   restore(): void {
     this.down = false;
+    this.silent = false;
+    for (const socket of this.stuck) socket.resetAndDestroy();
+    this.stuck.clear();
   }
 
   async close(): Promise<void> {

@@ -3,17 +3,20 @@
 // self-signed one made by the openssl CLI for this run.
 import { execFile, execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import * as http2 from "node:http2";
 import * as https from "node:https";
 import * as tls from "node:tls";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createClient } from "@connectrpc/connect";
+import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
+import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { ConfigError, loadConfig } from "../src/config.js";
-import { bearer, startServer, type TestServer, type TestUser } from "./harness.js";
+import { bearer, failure, startServer, type TestServer, type TestUser } from "./harness.js";
+import { expectDribbledStreamCancelled, expectNoConnectionsWithin } from "./slow-clients.js";
 
 const execFileAsync = promisify(execFile);
 
@@ -101,6 +104,18 @@ describe("TLS with ALPN on one port", () => {
     await expect(createClient(IdentityService, createGrpcTransport({ baseUrl: origin })).getAuthenticatedIdentity({})).rejects.toThrow();
   });
 
+  // The whole upload must fit in REQUEST_TIMEOUT_MS, so this runs on the server with the defaults.
+  it.each([
+    ["gRPC (h2)", () => createGrpcTransport({ baseUrl: origin, nodeOptions: { ca }, interceptors: [bearer(user.apiKey)] })],
+    ["Connect over h2", () => createConnectTransport({ baseUrl: origin, httpVersion: "2", nodeOptions: { ca }, interceptors: [bearer(user.apiKey)] })],
+    ["Connect over HTTP/1.1", () => createConnectTransport({ baseUrl: origin, httpVersion: "1.1", nodeOptions: { ca }, interceptors: [bearer(user.apiKey)] })],
+  ])("answers a 15 MiB message over %s with resource_exhausted", async (_name, transport) => {
+    const err = await failure(createClient(RunnerService, transport()).getRunner({ runnerId: "x".repeat(15 * 1024 * 1024) }, { timeoutMs: 10_000 }));
+    expect(err.code).toBe(Code.ResourceExhausted);
+    // The server's answer, not connect-node's reading of a reset stream (ENHANCE_YOUR_CALM is resource_exhausted there too).
+    expect(err.rawMessage).toMatch(/larger than configured readMaxBytes/);
+  }, 30_000);
+
   it("closes promptly with idle h2 sessions and idle HTTP/1.1 keep-alive connections open", async () => {
     const agent = new https.Agent({ keepAlive: true, ca });
     await httpsGet("/healthz", agent); // leaves an idle keep-alive socket
@@ -119,5 +134,75 @@ describe("TLS configuration", () => {
     expect(() => loadConfig({ TLS_CERT_FILE: join(dir, "missing.pem"), TLS_KEY_FILE: keyFile })).toThrow(/TLS_CERT_FILE is not a readable file/);
     expect(loadConfig({ TLS_CERT_FILE: certFile, TLS_KEY_FILE: keyFile }).tls).toEqual({ certFile, keyFile });
     expect(loadConfig({}).tls).toBeUndefined();
+  });
+});
+
+// The same slow-client guards as the cleartext server (test/slow-loris.test.ts, helpers in
+// test/slow-clients.ts), shared code in
+// src/http/http2-streams.ts. Before, the TLS server checked HTTP/1.1 header timeouts only every
+// 30 s, had no whole-request deadline per HTTP/2 stream, and left the socket of an idle h2
+// session whose client does not read half-closed forever.
+describe("slow clients over TLS", () => {
+  const HEADERS_TIMEOUT_MS = 500;
+  const REQUEST_TIMEOUT_MS = 1_000;
+  const IDLE_TIMEOUT_MS = 1_000;
+  const SLACK_MS = 1_500;
+  let slow: TestServer;
+  let slowUser: TestUser;
+  let slowOrigin: string;
+
+  beforeAll(async () => {
+    slow = await startServer({
+      env: {
+        TLS_CERT_FILE: certFile,
+        TLS_KEY_FILE: keyFile,
+        HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS),
+        REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+        IDLE_TIMEOUT_MS: String(IDLE_TIMEOUT_MS),
+      },
+    });
+    slowUser = await slow.newUser();
+    slowOrigin = `https://127.0.0.1:${slow.port}`;
+  });
+  afterAll(() => slow?.close());
+
+  const connect = (alpn: string[]) =>
+    new Promise<tls.TLSSocket>((resolve, reject) => {
+      const socket = tls.connect({ host: "127.0.0.1", port: slow.port, ca, servername: "localhost", ALPNProtocols: alpn }, () => resolve(socket));
+      socket.on("error", reject);
+    });
+  const closedAfter = (socket: tls.TLSSocket, started: number) =>
+    new Promise<number>((resolve) => socket.once("close", () => resolve(performance.now() - started)));
+
+  it("closes an HTTP/1.1 connection whose headers arrive byte by byte after HEADERS_TIMEOUT_MS", async () => {
+    const socket = await connect(["http/1.1"]);
+    socket.on("error", () => {});
+    const started = performance.now();
+    const closed = closedAfter(socket, started);
+    const headers = `GET /healthz HTTP/1.1\r\nHost: x\r\n${"X-Slow: a\r\n".repeat(1000)}`;
+    let i = 0;
+    const drip = setInterval(() => !socket.destroyed && socket.write(headers[i++ % headers.length]!), 50);
+    const afterMs = await closed;
+    clearInterval(drip);
+    expect(afterMs).toBeLessThan(HEADERS_TIMEOUT_MS + SLACK_MS);
+  });
+
+  it("cancels an HTTP/2 stream whose body arrives byte by byte after REQUEST_TIMEOUT_MS, keeping the session", async () => {
+    const session = http2.connect(slowOrigin, { ca });
+    session.on("error", () => {});
+    try {
+      await expectDribbledStreamCancelled(session, slowUser.apiKey, REQUEST_TIMEOUT_MS + SLACK_MS);
+    } finally {
+      session.destroy();
+    }
+  });
+
+  it("destroys the socket of an idle HTTP/2 session whose client neither reads nor closes", async () => {
+    const socket = await connect(["h2"]);
+    socket.on("error", () => {});
+    socket.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+    socket.pause(); // never reads: cannot see the GOAWAY nor the server's close_notify
+    await expectNoConnectionsWithin(slow, IDLE_TIMEOUT_MS + 1_000 + SLACK_MS);
+    socket.destroy();
   });
 });

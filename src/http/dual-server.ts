@@ -5,20 +5,15 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
 import * as net from "node:net";
+import { applyHttp1Timeouts, guardHttp2, type ServerTimeouts } from "./http2-streams.js";
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1");
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Handler = (req: any, res: any) => void;
 
-export interface DualServerTimeouts {
-  /** Time to receive a request's headers (slow-loris guard). */
-  headersTimeoutMs: number;
-  /** Time to receive a whole HTTP/1.1 request, body included. */
-  requestTimeoutMs: number;
-  /** Idle time after which a keep-alive connection or h2 session is closed. */
-  idleTimeoutMs: number;
-}
+/** The slow-client timeouts (shared with the TLS server). */
+export type DualServerTimeouts = ServerTimeouts;
 
 export type DualServer = net.Server & {
   closeIdleConnections(): void;
@@ -27,58 +22,14 @@ export type DualServer = net.Server & {
 };
 
 export function createDualServer(handler: Handler, timeouts: DualServerTimeouts): DualServer {
-  const h1 = http.createServer(
-    {
-      requestTimeout: timeouts.requestTimeoutMs,
-      headersTimeout: timeouts.headersTimeoutMs,
-      // Node enforces both timeouts only when it checks its connections (default every 30 s,
-      // which would let a slow-loris client keep a 10 s header timeout for up to 40 s).
-      connectionsCheckingInterval: Math.max(50, Math.min(5_000, Math.floor(timeouts.headersTimeoutMs / 4))),
-    },
-    handler,
-  );
-  h1.keepAliveTimeout = timeouts.idleTimeoutMs;
+  const h1 = http.createServer(handler);
+  applyHttp1Timeouts(h1, timeouts);
   h1.timeout = timeouts.idleTimeoutMs * 2;
 
   const h2 = http2.createServer({}, handler);
-  // Each session with the socket it runs on (the session only exposes a proxy of it).
-  const sessions = new Map<http2.Http2Session, net.Socket>();
   // The socket being handed to the h2 server: its 'session' event fires synchronously.
   let handingOver: net.Socket | undefined;
-  // Like HTTP/1.1's requestTimeout: a request must have arrived whole (END_STREAM) within
-  // requestTimeoutMs, or its stream is cancelled; a slow client cannot hold streams open by
-  // dribbling bodies (each byte would reset an inactivity timer). The session lives on.
-  h2.on("stream", (stream: http2.ServerHttp2Stream) => {
-    if (stream.readableEnded) return;
-    const deadline = setTimeout(() => {
-      if (!stream.readableEnded && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
-    }, timeouts.requestTimeoutMs);
-    deadline.unref();
-    stream.once("end", () => clearTimeout(deadline));
-    stream.once("close", () => clearTimeout(deadline));
-  });
-  h2.on("session", (session) => {
-    const socket = handingOver!;
-    sessions.set(session, socket);
-    socket.once("close", () => sessions.delete(session));
-    session.setTimeout(timeouts.idleTimeoutMs, () => closeSession(session, socket));
-  });
-
-  /**
-   * Closes a session gracefully (its streams may finish). Once it is done, its socket gets a
-   * second to deliver the GOAWAY and is then destroyed: Node only half-closes it, so a client
-   * that neither reads nor closes would otherwise hold it, and keep close() waiting, forever.
-   */
-  function closeSession(session: http2.Http2Session, socket: net.Socket): void {
-    session.close();
-    const poll = setInterval(() => {
-      if (!session.destroyed) return;
-      clearInterval(poll);
-      setTimeout(() => socket.destroy(), 1_000).unref();
-    }, 100);
-    poll.unref();
-    socket.once("close", () => clearInterval(poll));
-  }
+  const h2Sessions = guardHttp2(h2, timeouts, () => handingOver!); // src/http/http2-streams.ts
 
   const server = net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => {
     let head = Buffer.alloc(0);
@@ -119,15 +70,10 @@ export function createDualServer(handler: Handler, timeouts: DualServerTimeouts)
   return Object.assign(server, {
     closeIdleConnections: () => h1.closeIdleConnections(),
     // Fastify calls this on close; without it idle h2 sessions keep close() waiting.
-    closeHttp2Sessions: () => {
-      for (const [session, socket] of sessions) closeSession(session, socket);
-    },
+    closeHttp2Sessions: () => h2Sessions.closeAll(),
     closeAllConnections: () => {
       h1.closeAllConnections();
-      for (const [session, socket] of sessions) {
-        session.destroy();
-        socket.destroy();
-      }
+      h2Sessions.destroyAll();
     },
   });
 }

@@ -6,8 +6,12 @@
 //   "parse binary: …". Such answers are rewritten to `invalid_argument` ("cannot decode the
 //   request message: …") wherever the status travels: the JSON error body (Connect), the
 //   trailers (gRPC), the trailer frame (gRPC-Web).
-// - A Connect GET with `base64=1` and a `message` that is not base64 is a bare `internal
-//   error`; it is answered `invalid_argument` before the handler runs.
+// - A Connect GET with `base64=1` and a `message` that is not base64 (also one of the right
+//   alphabet that does not decode, such as "Y") is a bare `internal error`; a missing or unknown
+//   `encoding` is a plain HTTP 415. Every malformed query parameter (`message`, `base64`,
+//   `encoding`, `compression`, or one of them given twice) is answered `invalid_argument`
+//   naming it, before the handler runs (see `malformedGetQuery`). A well-formed compression
+//   the server does not support stays Connect's `unimplemented`, as the protocol prescribes.
 // - A deadline (Connect-Timeout-Ms, grpc-timeout) longer than a 32-bit timer is refused like
 //   any deadline above MAX_TIMEOUT_MS, but the library still arms a timer with it first, which
 //   Node clamps to 1 ms with a TimeoutOverflowWarning on stderr for every such call (a cheap
@@ -22,14 +26,16 @@
 // Found by test/fuzz.test.ts, which also guards this against library upgrades.
 import { createAsyncIterable, type UniversalHandler, type UniversalServerRequest, type UniversalServerResponse } from "@connectrpc/connect/protocol";
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
+import { base64Decode } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { answerAfterBody } from "./unread-body.js";
 
 const PARSE_BINARY = "parse binary: ";
 const COMPRESSED_WITHOUT_ENCODING = "received compressed envelope, but do not know how to decompress";
 const CLIENT_MESSAGE = "cannot decode the request message: ";
 const BASE64 = /^[A-Za-z0-9+/_-]*={0,2}$/;
 
-/** Wraps a routes function so that every handler it registers gets the guards above. */
+/** Wraps a routes function so that every handler it registers gets the guards above (and reads a refused body to its end, src/rpc/unread-body.ts). */
 export function withProtocolGuards(
   routes: (router: ConnectRouter) => void,
   options: { maxTimeoutMs: number },
@@ -37,7 +43,7 @@ export function withProtocolGuards(
   return (router) => {
     const before = router.handlers.length;
     routes(router);
-    for (let i = before; i < router.handlers.length; i++) router.handlers[i] = wrap(router.handlers[i]!, options.maxTimeoutMs);
+    for (let i = before; i < router.handlers.length; i++) router.handlers[i] = answerAfterBody(wrap(router.handlers[i]!, options.maxTimeoutMs));
   };
 }
 
@@ -46,11 +52,9 @@ const grpcTimeoutUnits: Record<string, number> = { H: 3_600_000, M: 60_000, S: 1
 
 function wrap(handler: UniversalHandler, maxTimeoutMs: number): UniversalHandler {
   const wrapped = async (request: UniversalServerRequest): Promise<UniversalServerResponse> => {
-    if (request.method === "GET") {
-      const query = new URL(request.url, "http://localhost").searchParams;
-      if (query.get("base64") === "1" && !BASE64.test(query.get("message") ?? "")) {
-        return connectError(400, "invalid_argument", `${CLIENT_MESSAGE}the message query parameter is not base64`);
-      }
+    if (request.method === "GET" && handler.allowedMethods.includes("GET")) {
+      const problem = malformedGetQuery(new URL(request.url, "http://localhost").searchParams);
+      if (problem !== undefined) return connectError(400, "invalid_argument", problem);
     }
     const tooLong = overflowingTimeout(request.header);
     if (tooLong !== undefined) {
@@ -67,6 +71,43 @@ function wrap(handler: UniversalHandler, maxTimeoutMs: number): UniversalHandler
   };
   // The handler's descriptive properties (requestPath, method, service, protocolNames, ...).
   return Object.assign(wrapped, handler);
+}
+
+const GET_PARAMETERS = ["connect", "encoding", "message", "base64", "compression"];
+/** An HTTP token (RFC 9110), what a content coding name is. */
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** What is wrong with a Connect GET's query parameters, or undefined when they are well formed. */
+function malformedGetQuery(query: URLSearchParams): string | undefined {
+  const quoted = (value: string) => JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  for (const name of GET_PARAMETERS) {
+    const count = query.getAll(name).length;
+    if (count > 1) return `the ${name} query parameter must be given once, got it ${count} times`;
+  }
+  const encoding = query.get("encoding");
+  if (encoding === null) return 'the encoding query parameter is required ("json" or "proto")';
+  if (encoding !== "json" && encoding !== "proto") return `the encoding query parameter must be "json" or "proto", got ${quoted(encoding)}`;
+  const base64 = query.get("base64");
+  if (base64 !== null && base64 !== "" && base64 !== "0" && base64 !== "1") {
+    return `the base64 query parameter must be 1 (the message is base64) or absent, got ${quoted(base64)}`;
+  }
+  if (base64 === "1" && !isBase64(query.get("message") ?? "")) return `${CLIENT_MESSAGE}the message query parameter is not base64`;
+  const compression = query.get("compression");
+  if (compression !== null && !TOKEN.test(compression)) {
+    return `the compression query parameter must name an encoding such as gzip, got ${quoted(compression)}`;
+  }
+  return undefined;
+}
+
+/** Whether Connect's base64 decoding accepts `text` (standard or URL alphabet, padding optional). */
+function isBase64(text: string): boolean {
+  if (!BASE64.test(text)) return false;
+  try {
+    base64Decode(text);
+    return true;
+  } catch {
+    return false; // e.g. a single character: not a whole byte
+  }
 }
 
 /** The deadline asked for, in ms, when it is too long for a timer (undefined otherwise, also when malformed). */

@@ -1,11 +1,13 @@
 // The Connect layer on the Fastify app: every gitpod.v1 service over Connect (JSON and binary,
 // POST and GET), gRPC and gRPC-Web, at the root and under /api, the unary short path in front
-// of them, and gRPC server reflection.
+// of them, gRPC server reflection and gRPC health checking.
 import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { withProtocolGuards, withSafeJsonDecoding } from "./protocol-guards.js";
+import { Health } from "../../gen/grpc/health/v1/health_pb.js";
+import { healthRoutes, type HealthOptions } from "./health.js";
 import { reflectionRoutes } from "./reflection.js";
 import { unaryFastPath, type FastPathProtocol, type ServiceRoute } from "./unary-fast-path.js";
 
@@ -16,6 +18,8 @@ export interface RpcRoutesOptions {
   interceptors: Interceptor[];
   /** Around reflection calls, which describe only the public schema and need no credentials. */
   reflectionInterceptors: Interceptor[];
+  /** grpc.health.v1 (src/rpc/health.ts): the readiness signal and the shutdown signal; known services are `services`. */
+  health: Omit<HealthOptions, "services"> & { interceptors: Interceptor[] };
   contextValues: (request: FastifyRequest) => ContextValues;
   readMaxBytes: number;
   maxTimeoutMs: number;
@@ -70,7 +74,15 @@ export async function registerRpcRoutes(app: FastifyInstance, options: RpcRoutes
   // It describes only the public schema, so it has no authentication interceptor.
   await app.register(fastifyConnectPlugin, {
     ...connectOptions,
-    routes: withProtocolGuards(reflectionRoutes(services.map(({ service }) => service)), options),
+    routes: withProtocolGuards(reflectionRoutes([...services.map(({ service }) => service), Health]), options),
     interceptors: options.reflectionInterceptors,
+  });
+  // grpc.health.v1.Health at the root, for Kubernetes gRPC probes and grpc_health_probe: no
+  // credentials, and not load-shed (an overloaded server answers NOT_SERVING, as /readyz says 503).
+  const { interceptors: healthInterceptors, ...health } = options.health;
+  await app.register(fastifyConnectPlugin, {
+    ...connectOptions,
+    routes: withProtocolGuards(healthRoutes({ ...health, services: services.map(({ service }) => service.typeName) }), options),
+    interceptors: healthInterceptors,
   });
 }

@@ -28,8 +28,11 @@ export interface Database extends Queryable {
   readonly kind: "postgres" | "embedded";
   /** Runs fn inside BEGIN/COMMIT on one connection; rolls back when fn throws. */
   transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T>;
-  /** Runs fn on one dedicated connection (for session-level advisory locks). */
-  withConnection<T>(fn: (conn: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * Runs fn on one dedicated connection (for session-level advisory locks). `unbounded`: its
+   * statements may run longer than the query timeout (migrations, which also wait for each other).
+   */
+  withConnection<T>(fn: (conn: Queryable) => Promise<T>, options?: { unbounded?: boolean }): Promise<T>;
   /**
    * Subscribes to NOTIFY on `channel` over a dedicated session. `onState(false)` reports that
    * notifications may have been missed (connection lost); `onState(true)` that they flow
@@ -53,6 +56,19 @@ export function sql(name: string, text: string): Statement {
 const typeParser = ((oid: number, format?: "text" | "binary") =>
   oid === TIMESTAMPTZ_OID && format !== "binary" ? parseTimestamptz : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser;
 
+/** Default of DATABASE_QUERY_TIMEOUT_MS. */
+export const DEFAULT_QUERY_TIMEOUT_MS = 10_000;
+/** Time to open a connection (TCP and PostgreSQL's startup) before it counts as unreachable. */
+const CONNECT_TIMEOUT_MS = 3_000;
+/** TCP keepalive probes start after this much silence (the kernel's interval and count follow). */
+const KEEPALIVE_DELAY_MS = 10_000;
+
+// A network partition that leaves connections open but silent (no reset, no FIN) is bounded by
+// timeouts rather than by TCP, which would wait many minutes: every statement has a client-side
+// query timeout (the connection is then discarded, so the next call gets a fresh one) and the
+// same server-side statement_timeout (so PostgreSQL stops work nobody waits for); new
+// connections have the connect timeout; the notification sessions send a heartbeat. TCP
+// keepalive finds dead idle connections in the background. docs/operations.md has the figures.
 class PostgresDatabase implements Database {
   readonly kind = "postgres" as const;
   private readonly pool: pg.Pool;
@@ -61,21 +77,24 @@ class PostgresDatabase implements Database {
   constructor(
     private readonly connectionString: string,
     poolSize: number,
+    private readonly queryTimeoutMs: number,
   ) {
     this.pool = new pg.Pool({
       connectionString,
       max: poolSize,
       // Fail fast while the database is unreachable instead of queueing requests for long.
-      connectionTimeoutMillis: 3_000,
+      connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
       idleTimeoutMillis: 30_000,
       keepAlive: true,
+      keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
+      ...(queryTimeoutMs > 0 ? { statement_timeout: queryTimeoutMs } : {}),
       application_name: "runner-control-plane",
       types: { getTypeParser: typeParser },
     });
     // An idle client that loses its connection emits 'error' on the pool; without a listener
     // Node would crash the process. The pool drops the client and a later query reconnects.
     this.pool.on("error", () => {});
-    this.poolQueryable = pgQueryable(this.pool);
+    this.poolQueryable = pgQueryable(this.pool, queryTimeoutMs);
   }
 
   query<Row>(statement: Statement | string, values?: readonly unknown[]): Promise<QueryResult<Row>> {
@@ -86,13 +105,18 @@ class PostgresDatabase implements Database {
     return this.poolQueryable.exec(script);
   }
 
-  async withConnection<T>(fn: (conn: Queryable) => Promise<T>): Promise<T> {
+  async withConnection<T>(fn: (conn: Queryable) => Promise<T>, options: { unbounded?: boolean } = {}): Promise<T> {
     const client = await this.pool.connect();
     let broken: Error | undefined;
     try {
-      return await fn(pgQueryable(client));
+      if (!options.unbounded) return await fn(pgQueryable(client, this.queryTimeoutMs));
+      await client.query("SET statement_timeout = 0");
+      const result = await fn(pgQueryable(client, 0));
+      await client.query("RESET statement_timeout"); // back to the pool's setting
+      return result;
     } catch (err) {
-      if (isConnectionError(err)) broken = err as Error;
+      // Also when unbounded: the session may still have statement_timeout = 0.
+      broken = isConnectionError(err) || options.unbounded ? (err as Error) : undefined;
       throw err;
     } finally {
       client.release(broken);
@@ -107,7 +131,9 @@ class PostgresDatabase implements Database {
         await conn.query("COMMIT");
         return result;
       } catch (err) {
-        await conn.query("ROLLBACK").catch(() => {});
+        // A broken connection is discarded (PostgreSQL rolls back when the session ends);
+        // a ROLLBACK on it would only wait for another timeout.
+        if (!isConnectionError(err)) await conn.query("ROLLBACK").catch(() => {});
         throw err;
       }
     });
@@ -117,15 +143,29 @@ class PostgresDatabase implements Database {
     let stopped = false;
     let client: pg.Client | undefined;
     let retry: NodeJS.Timeout | undefined;
+    let heartbeat: NodeJS.Timeout | undefined;
     let delayMs = 250;
+    // A silent partition would leave this session waiting for notifications forever: a query
+    // now and then that must answer in time finds it (and the session is replaced).
+    const heartbeatMs = this.queryTimeoutMs > 0 ? Math.min(HEARTBEAT_MS, this.queryTimeoutMs) : HEARTBEAT_MS;
     const connect = async () => {
-      const next = new pg.Client({ connectionString: this.connectionString, application_name: "runner-control-plane-listen", keepAlive: true });
+      const next = new pg.Client({
+        connectionString: this.connectionString,
+        application_name: "runner-control-plane-listen",
+        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+        keepAlive: true,
+        keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
+        query_timeout: heartbeatMs,
+      });
       const lost = () => {
         if (client !== next) return;
         client = undefined;
+        clearInterval(heartbeat);
         onState(false);
         next.removeAllListeners();
         next.on("error", () => {});
+        // With a query outstanding (a heartbeat that timed out) pg destroys the socket rather
+        // than waiting for a goodbye on a silent connection.
         next.end().catch(() => {});
         if (!stopped) retry = setTimeout(connect, delayMs);
         delayMs = Math.min(delayMs * 2, 5_000);
@@ -141,6 +181,10 @@ class PostgresDatabase implements Database {
         await next.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
         if (stopped || client !== next) return;
         delayMs = 250;
+        heartbeat = setInterval(() => {
+          next.query("SELECT 1").catch(lost);
+        }, heartbeatMs);
+        heartbeat.unref();
         onState(true);
       } catch {
         lost();
@@ -150,6 +194,7 @@ class PostgresDatabase implements Database {
     return async () => {
       stopped = true;
       clearTimeout(retry);
+      clearInterval(heartbeat);
       const current = client;
       client = undefined;
       if (current) {
@@ -169,16 +214,20 @@ class PostgresDatabase implements Database {
   }
 }
 
-/** The same statement handling for the pool and for one checked-out client. */
-function pgQueryable(target: pg.Pool | pg.PoolClient): Queryable {
+/** How often a notification session proves it is alive (at most; shorter with a shorter query timeout). */
+const HEARTBEAT_MS = 5_000;
+
+/** The same statement handling for the pool and for one checked-out client; `timeoutMs` 0 = none. */
+function pgQueryable(target: pg.Pool | pg.PoolClient, timeoutMs: number): Queryable {
+  const timeout = timeoutMs > 0 ? { query_timeout: timeoutMs } : {};
   return {
     async query<Row>(statement: Statement | string, values?: readonly unknown[]) {
       const config = typeof statement === "string" ? { text: statement } : { name: statement.name, text: statement.text };
-      const result = await target.query({ ...config, values: values as unknown[] | undefined });
+      const result = await target.query({ ...config, ...timeout, values: values as unknown[] | undefined });
       return { rows: result.rows as Row[], rowCount: result.rowCount ?? 0 };
     },
     async exec(script: string) {
-      await target.query(script);
+      await target.query({ text: script, ...timeout });
     },
   };
 }
@@ -261,19 +310,25 @@ export interface DatabaseOptions {
   /** Directory of the embedded database; undefined keeps it in memory (tests). */
   dataDir: string | undefined;
   poolSize: number;
+  /** PostgreSQL only: longest a statement may take (DATABASE_QUERY_TIMEOUT_MS); 0 = no limit. Default 10 s. */
+  queryTimeoutMs?: number;
 }
 
 /** The database a configuration names: DATABASE_URL, else the embedded one in DATA_DIR/pgdata. */
-export function openConfiguredDatabase(config: { databaseUrl: string | undefined; dataDir: string }, poolSize: number): Promise<Database> {
+export function openConfiguredDatabase(
+  config: { databaseUrl: string | undefined; dataDir: string; databaseQueryTimeoutMs?: number },
+  poolSize: number,
+): Promise<Database> {
   return openDatabase({
     databaseUrl: config.databaseUrl,
     dataDir: config.databaseUrl ? undefined : join(config.dataDir, "pgdata"),
     poolSize,
+    queryTimeoutMs: config.databaseQueryTimeoutMs,
   });
 }
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
-  if (options.databaseUrl) return new PostgresDatabase(options.databaseUrl, options.poolSize);
+  if (options.databaseUrl) return new PostgresDatabase(options.databaseUrl, options.poolSize, options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS);
   if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true });
   // Loaded only when used: a server on PostgreSQL does not carry the embedded engine's code.
   const { PGlite } = await import("@electric-sql/pglite");
@@ -286,6 +341,7 @@ const unavailableSqlStates = new Set([
   "08000", "08001", "08003", "08004", "08006", "08P01", // connection exceptions
   "57P01", "57P02", "57P03", // admin/crash shutdown, cannot connect now
   "53300", // too many connections
+  "57014", // query_canceled: statement_timeout (DATABASE_QUERY_TIMEOUT_MS) passed
 ]);
 const unavailableErrnos = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ETIMEDOUT", "ENOTFOUND", "EHOSTUNREACH"]);
 
@@ -294,7 +350,7 @@ export function isConnectionError(err: unknown): boolean {
   if (!(err instanceof Error)) return false;
   const code = (err as { code?: unknown }).code;
   if (typeof code === "string" && (unavailableSqlStates.has(code) || unavailableErrnos.has(code))) return true;
-  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connection (is )?closed/i.test(
+  return /Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|connection (is )?closed|Query read timeout/i.test(
     err.message,
   );
 }

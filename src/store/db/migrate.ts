@@ -49,5 +49,6 @@ export async function migrate(db: Database, migrations: Migration[] = readMigrat
     } finally {
       await conn.query("SELECT pg_advisory_unlock($1::bigint)", [MIGRATION_LOCK_KEY]).catch(() => {});
     }
-  });
+    // Waiting for another replica's migrations, and a long migration, may exceed the query timeout.
+  }, { unbounded: true });
 }
