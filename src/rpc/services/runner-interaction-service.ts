@@ -25,6 +25,8 @@ export function runnerInteractionService(registry: RunnerRegistry): ServiceImpl<
       return {};
     },
 
+    watchRequests: notImplemented("WatchRequests", "the runner channel is not built yet"),
+    sendResponse: notImplemented("SendResponse", "the runner channel is not built yet"),
     getLatestVersion: notImplemented("GetLatestVersion", "it does not distribute runner releases"),
     getRunnerConfiguration: notImplemented("GetRunnerConfiguration", "runner-side configuration delivery needs payload encryption, which is not built yet"),
     reportRunnerMetrics: notImplemented("ReportRunnerMetrics", "it does not ingest runner metrics"),
