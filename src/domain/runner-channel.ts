@@ -88,7 +88,8 @@ class LocalStream {
   async take(signal: AbortSignal): Promise<WatchRequestsResponse> {
     for (;;) {
       if (this.ended) throw this.ended;
-      if (signal.aborted) throw new ConnectError("the client closed the stream", Code.Canceled);
+      // The deadline passed (Connect's reason), or the client went away.
+      if (signal.aborted) throw signal.reason instanceof ConnectError ? signal.reason : new ConnectError("the client closed the stream", Code.Canceled);
       const next = this.queue.shift();
       if (next) return next;
       await new Promise<void>((resolve) => {
