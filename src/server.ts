@@ -129,6 +129,8 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   const releases = new ReleaseSource(config.runnerReleasesFile, (message) => app.log.warn(message));
   const forwarder = config.metricsRemoteWriteUrl ? new RemoteWriteForwarder(config.metricsRemoteWriteUrl, (message) => app.log.warn(message)) : undefined;
   const runnerMetrics = new RunnerMetrics(forwarder && ((body) => forwarder.enqueue(body)));
+  // Metrics already accepted get a few seconds to reach the receiver before the process exits.
+  if (forwarder) app.addHook("preClose", () => Promise.race([forwarder.drained(), new Promise<void>((resolve) => setTimeout(resolve, 5_000).unref())]));
   const authenticator = new Authenticator(identities, runnerStore, credentials);
   // Brute-force protection (src/ops/rate-limit.ts): AUTH_FAILURE_LIMIT failures per address and window.
   const authFailures =
