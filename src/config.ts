@@ -1,8 +1,7 @@
 // Server configuration, read once from the environment and validated up front so a
 // typo fails the start with a message instead of surfacing as odd behaviour later.
 // docs/operations.md lists every variable.
-import { accessSync, constants, readFileSync } from "node:fs";
-import { parseReleaseManifest } from "./domain/releases.js";
+import { accessSync, constants } from "node:fs";
 
 export interface Config {
   port: number;
@@ -132,16 +131,12 @@ function runnerChannel(env: NodeJS.ProcessEnv) {
 function releasesFile(env: NodeJS.ProcessEnv): string | undefined {
   const file = env.RUNNER_RELEASES_FILE || undefined;
   if (file === undefined) return undefined;
-  let text: string;
+  // Its content is checked when the server starts (src/server.ts), which loads the protobuf code
+  // it needs; the CLI reads this configuration too and should start fast.
   try {
-    text = readFileSync(file, "utf8");
+    accessSync(file, constants.R_OK);
   } catch {
     throw new ConfigError(`RUNNER_RELEASES_FILE is not a readable file: ${file}`);
-  }
-  try {
-    parseReleaseManifest(text);
-  } catch (err) {
-    throw new ConfigError(`RUNNER_RELEASES_FILE ${file} is not a valid release manifest: ${(err as Error).message}`);
   }
   return file;
 }

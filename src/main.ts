@@ -32,7 +32,17 @@ async function main(): Promise<void> {
     if (keyFile) log.info({ file: keyFile }, "created organization 'default' with user admin@localhost; its API key is in this file");
   }
 
-  const app = await build({ config, db });
+  let app;
+  try {
+    app = await build({ config, db });
+  } catch (err) {
+    // A configuration that is only checked while building (e.g. RUNNER_RELEASES_FILE's content).
+    if (err instanceof ConfigError) {
+      console.error(`configuration error: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {

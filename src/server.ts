@@ -6,7 +6,7 @@ import type { Writable } from "node:stream";
 import { pino } from "pino";
 import { createContextValues } from "@connectrpc/connect";
 import { fastify, LogController, type FastifyInstance, type FastifyRequest } from "fastify";
-import type { Config } from "./config.js";
+import { ConfigError, type Config } from "./config.js";
 import { systemClock, type Clock } from "./domain/clock.js";
 import { Authenticator } from "./domain/auth.js";
 import { CredentialCache } from "./domain/credential-cache.js";
@@ -126,7 +126,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     (runnerId) => channel.sendEvent(runnerId, { case: "eventRunnerConfigurationChange", value: {} }),
   );
   const delegated = new DelegatedCalls(runnerStore, channel);
-  const releases = new ReleaseSource(config.runnerReleasesFile, (message) => app.log.warn(message));
+  const releases = releaseSource(config.runnerReleasesFile, (message) => app.log.warn(message));
   const forwarder = config.metricsRemoteWriteUrl ? new RemoteWriteForwarder(config.metricsRemoteWriteUrl, (message) => app.log.warn(message)) : undefined;
   const runnerMetrics = new RunnerMetrics(forwarder && ((body) => forwarder.enqueue(body)));
   // Metrics already accepted get a few seconds to reach the receiver before the process exits.
@@ -206,4 +206,13 @@ function registerChannelMetrics(metrics: Metrics, channel: RunnerChannel, runner
     (["forwarded", "failed", "rejected", "dropped"] as const).map((outcome) => ({ labels: { outcome }, value: forwarder.stats[outcome] })),
   );
   metrics.register("rcp_runner_metrics_queued", "Runner metrics batches waiting to be forwarded.", "gauge", () => [{ labels: {}, value: forwarder.stats.queued }]);
+}
+
+/** The release manifest, checked now: a broken RUNNER_RELEASES_FILE is a configuration error. */
+function releaseSource(file: string | undefined, warn: (message: string) => void): ReleaseSource {
+  try {
+    return new ReleaseSource(file, warn);
+  } catch (err) {
+    throw new ConfigError(`RUNNER_RELEASES_FILE ${file} is not a valid release manifest: ${(err as Error).message}`);
+  }
 }

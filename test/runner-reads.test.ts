@@ -5,7 +5,7 @@
 // test receiver that decodes what it gets when no prometheus binary is installed.
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { createServer, type Server } from "node:http";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +18,7 @@ import { LogLevel, RunnerReleaseChannel } from "../gen/gitpod/v1/runner_pb.js";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { WriteRequestSchema } from "../gen/prometheus/remote_pb.js";
 import { loadConfig } from "../src/config.js";
+import { parseReleaseManifest } from "../src/domain/releases.js";
 import { projectRoot } from "../src/paths.js";
 import { failure, startServer, type TestServer, type TestUser } from "./harness.js";
 import { eventually, TestRunner } from "./runner-client.js";
@@ -134,13 +135,26 @@ describe("GetLatestVersion", () => {
   it("refuses a broken manifest at start, naming the variable and the place", () => {
     const broken = join(dir, "broken.json");
     writeFileSync(broken, JSON.stringify({ channels: { stable: { version: "1", providers: { linux_host: { linuxHost: { linuxRunnerUrl: "https://x" } } } } } }));
-    expect(() => loadConfig({ RUNNER_RELEASES_FILE: broken })).toThrow(/RUNNER_RELEASES_FILE .*\$\.channels\.stable\.providers\.linux_host\.linuxHost/);
-    writeFileSync(broken, JSON.stringify({ channels: { beta: { version: "1" } } }));
-    expect(() => loadConfig({ RUNNER_RELEASES_FILE: broken })).toThrow(/\$\.channels\.beta: unknown release channel/);
+    expect(() => parseReleaseManifest(readFileSync(broken, "utf8"))).toThrow(/\$\.channels\.stable\.providers\.linux_host\.linuxHost\.kernelImageUrl: is required/);
+    expect(() => parseReleaseManifest(JSON.stringify({ channels: { beta: { version: "1" } } }))).toThrow(/\$\.channels\.beta: unknown release channel/);
+    expect(() => parseReleaseManifest(JSON.stringify({ channels: { stable: { version: "1", extra: 1 } } }))).toThrow(/\$\.channels\.stable\.extra: unknown field/);
     expect(() => loadConfig({ RUNNER_RELEASES_FILE: join(dir, "missing.json") })).toThrow(/RUNNER_RELEASES_FILE is not a readable file/);
     // The documented example is a valid manifest.
-    expect(loadConfig({ RUNNER_RELEASES_FILE: join(projectRoot, "docs", "examples", "runner-releases.json") }).runnerReleasesFile).toBeDefined();
+    expect(parseReleaseManifest(readFileSync(join(projectRoot, "docs", "examples", "runner-releases.json"), "utf8")).get("stable")?.version).toBe("2026.11.1");
   });
+
+  it("does not start with a broken manifest: a configuration error naming the variable (exit 2)", async () => {
+    const broken = join(dir, "broken-start.json");
+    writeFileSync(broken, "{ not json");
+    const run = spawnSync(process.execPath, ["--import", "tsx", "src/main.ts"], {
+      cwd: projectRoot,
+      env: { ...process.env, DATABASE_URL: "", DATA_DIR: join(dir, "data"), PORT: "0", HOST: "127.0.0.1", RUNNER_RELEASES_FILE: broken },
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    expect(run.status).toBe(2);
+    expect(run.stderr).toMatch(/configuration error: RUNNER_RELEASES_FILE .*broken-start\.json is not a valid release manifest: not JSON/);
+  }, 70_000);
 });
 
 /** A Prometheus with its remote-write receiver, or undefined when none is installed. */
