@@ -590,7 +590,7 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       heartbeat_p99_ms: fmt(median(heartbeatRow?.server.map((x) => x.p99) ?? [])),
       max_rss_mb: fmt(Math.max(...results.map((r) => r.rss))),
       channel_rtt_p99_ms: fmt((otherRtt ?? channelRows[0]?.m)?.p99 ?? NaN, 1),
-      streams: streams ? String(streams.streams - streams.missed) : "–",
+      streams: streams ? String(streams.streams) : "–",
       streams_rss_mb: streams ? fmt(streams.rssMb) : "–",
       errors: String(results.reduce((sum, r) => sum + r.errors, 0)),
     };
