@@ -55,6 +55,16 @@ export interface Config {
   /** The server secrets key (SECRETS_KEY or SECRETS_KEY_FILE); undefined = not configured (see src/bootstrap.ts for the embedded default). */
   secretsKey: { origin: string; keyring: SecretsKeyring } | undefined;
   // --- end OIDC ---
+  // --- runner channel (issue 13) ---
+  /** How long a delegated RPC waits for the runner's answer when its caller sent no deadline. */
+  runnerCallTimeoutMs: number;
+  /** A WatchRequests stream quiet for this long gets a CallPing (keeps proxies from closing it). */
+  runnerKeepaliveMs: number;
+  /** Release manifest for GetLatestVersion (JSON; src/domain/releases.ts); undefined = a runner's current version is the latest. */
+  runnerReleasesFile: string | undefined;
+  /** Prometheus remote-write endpoint runner metrics are forwarded to; undefined = ReportRunnerMetrics is refused. */
+  metricsRemoteWriteUrl: string | undefined;
+  // --- end runner channel ---
 }
 
 export class ConfigError extends Error {}
@@ -116,6 +126,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     unaryFastPath: boolean(env, "UNARY_FAST_PATH", true),
     ...reliability(env),
     ...issuer(env, databaseUrl),
+    ...runnerChannel(env),
   };
 }
 
@@ -172,6 +183,45 @@ function secretsKeyOf(env: NodeJS.ProcessEnv): Config["secretsKey"] {
   }
 }
 // --- end OIDC ---
+
+// --- runner channel (issue 13) ---
+function runnerChannel(env: NodeJS.ProcessEnv) {
+  return {
+    runnerCallTimeoutMs: integer(env, "RUNNER_CALL_TIMEOUT_SECONDS", 15, 1, 600) * 1000,
+    runnerKeepaliveMs: integer(env, "RUNNER_KEEPALIVE_SECONDS", 20, 1, 300) * 1000,
+    runnerReleasesFile: releasesFile(env),
+    metricsRemoteWriteUrl: remoteWriteUrl(env),
+  };
+}
+
+function releasesFile(env: NodeJS.ProcessEnv): string | undefined {
+  const file = env.RUNNER_RELEASES_FILE || undefined;
+  if (file === undefined) return undefined;
+  // Its content is checked when the server starts (src/server.ts), which loads the protobuf code
+  // it needs; the CLI reads this configuration too and should start fast.
+  try {
+    accessSync(file, constants.R_OK);
+  } catch {
+    throw new ConfigError(`RUNNER_RELEASES_FILE is not a readable file: ${file}`);
+  }
+  return file;
+}
+
+function remoteWriteUrl(env: NodeJS.ProcessEnv): string | undefined {
+  const raw = env.METRICS_REMOTE_WRITE_URL || undefined;
+  if (raw === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    throw new ConfigError("METRICS_REMOTE_WRITE_URL must be an http:// or https:// URL such as http://prometheus:9090/api/v1/write");
+  }
+  return raw;
+}
+// --- end runner channel ---
 
 // --- reliability (issue 5) ---
 function reliability(env: NodeJS.ProcessEnv) {

@@ -49,7 +49,17 @@ async function main(): Promise<void> {
   if (secrets) log.info({ secretsKey: secrets.keyring.currentKeyId, olderKeys: secrets.keyring.keyIds.length - 1, from: secrets.origin }, "server secrets key loaded");
   if (config.publicUrl?.startsWith("http:")) log.warn({ publicUrl: config.publicUrl }, "PUBLIC_URL is http://: cloud providers accept only https:// issuers");
 
-  const app = await build({ config, db, secretsKeyring: secrets?.keyring });
+  let app;
+  try {
+    app = await build({ config, db, secretsKeyring: secrets?.keyring });
+  } catch (err) {
+    // A configuration that is only checked while building (e.g. RUNNER_RELEASES_FILE's content).
+    if (err instanceof ConfigError) {
+      console.error(`configuration error: ${err.message}`);
+      process.exit(2);
+    }
+    throw err;
+  }
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {

@@ -6,7 +6,7 @@ import type { Writable } from "node:stream";
 import { pino } from "pino";
 import { createContextValues } from "@connectrpc/connect";
 import { fastify, LogController, type FastifyInstance, type FastifyRequest } from "fastify";
-import type { Config } from "./config.js";
+import { ConfigError, type Config } from "./config.js";
 import { systemClock, type Clock } from "./domain/clock.js";
 import { Authenticator } from "./domain/auth.js";
 import { CredentialCache } from "./domain/credential-cache.js";
@@ -17,6 +17,12 @@ import { RunnerPolicies } from "./domain/runner-policies.js";
 import { TokenIssuer } from "./domain/id-tokens.js";
 import type { SecretsKeyring } from "./domain/secrets.js";
 import { JWKS_MAX_AGE_MS, SigningKeys } from "./domain/signing-keys.js";
+import { RunnerChannel } from "./domain/runner-channel.js";
+import { DelegatedCalls } from "./domain/delegated-calls.js";
+import { ReleaseSource } from "./domain/releases.js";
+import { RunnerMetrics } from "./domain/runner-metrics.js";
+import { RemoteWriteForwarder } from "./ops/remote-write.js";
+import { RunnerChannelStore } from "./store/runner-channel-store.js";
 import type { Database } from "./store/db/database.js";
 import { CREDENTIALS_CHANNEL } from "./store/credential-revocations.js";
 import { IdentityStore } from "./store/identity-store.js";
@@ -116,13 +122,34 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     },
   );
   app.addHook("onClose", async () => stopListening().catch(() => {}));
-  const registry = new RunnerRegistry(runnerStore, clock, { windowMs: config.livenessWindowMs }, pageTokens, (revocation) =>
-    credentials.revoke(revocation),
+  // The runner channel (src/domain/runner-channel.ts): streams end first on close, so runners
+  // reconnect elsewhere; its notifications stop before the database closes.
+  const channel = new RunnerChannel(new RunnerChannelStore(db), {
+    keepaliveMs: config.runnerKeepaliveMs,
+    pingKey: await sharedSecret(db, "channel_ping_key"),
+    warn: (fields, message) => app.log.warn(fields, message),
+  });
+  await channel.start(db);
+  app.addHook("preClose", () => channel.drain());
+  app.addHook("onClose", () => channel.close());
+  const registry = new RunnerRegistry(
+    runnerStore,
+    clock,
+    { windowMs: config.livenessWindowMs },
+    pageTokens,
+    (revocation) => credentials.revoke(revocation),
+    (runnerId) => channel.sendEvent(runnerId, { case: "eventRunnerConfigurationChange", value: {} }),
   );
   // Who may do what (src/domain/access.ts): groups, memberships and runner policies.
   const groupStore = new GroupStore(db);
   const groups = new GroupDirectory(groupStore, clock, pageTokens, (revocation) => credentials.revoke(revocation));
   const policies = new RunnerPolicies(new RunnerPolicyStore(db), groupStore, registry, clock, pageTokens);
+  const delegated = new DelegatedCalls(runnerStore, registry, channel);
+  const releases = releaseSource(config.runnerReleasesFile, (message) => app.log.warn(message));
+  const forwarder = config.metricsRemoteWriteUrl ? new RemoteWriteForwarder(config.metricsRemoteWriteUrl, (message) => app.log.warn(message)) : undefined;
+  const runnerMetrics = new RunnerMetrics(forwarder && ((body) => forwarder.enqueue(body)));
+  // Metrics already accepted get a few seconds to reach the receiver before the process exits.
+  if (forwarder) app.addHook("preClose", () => Promise.race([forwarder.drained(), new Promise<void>((resolve) => setTimeout(resolve, 5_000).unref())]));
   const authenticator = new Authenticator(identities, runnerStore, credentials);
   // The server secrets key seals secrets at rest (src/domain/secrets.ts); undefined when not configured.
   const secretsKeyring = options.secretsKeyring ?? config.secretsKey?.keyring;
@@ -147,6 +174,8 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
       onError: (err) => app.log.warn({ err }, "metrics: counting runners failed; serving the last known values"),
     },
   );
+
+  registerChannelMetrics(metrics, channel, runnerMetrics, forwarder);
 
   await registerCors(app, config.corsAllowedOrigins); // src/http/cors.ts
 
@@ -173,10 +202,10 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   ];
   await registerRpcRoutes(app, {
     services: [
-      serviceRoute(RunnerService, runnerService(registry, policies, tokens)),
+      serviceRoute(RunnerService, runnerService({ registry, policies, tokens, delegated, callTimeoutMs: config.runnerCallTimeoutMs })),
       serviceRoute(GroupService, groupService(groups, policies)),
       serviceRoute(IdentityService, identityService(registry, tokens)),
-      serviceRoute(RunnerInteractionService, runnerInteractionService(registry)),
+      serviceRoute(RunnerInteractionService, runnerInteractionService({ registry, channel, releases, metrics: runnerMetrics })),
     ],
     interceptors,
     reflectionInterceptors: [metrics.interceptor(), limiter.interceptor(), observeInterceptor(), rejectNulInterceptor()],
@@ -242,4 +271,27 @@ async function tokenIssuer(
     app.log.error({ err }, "OIDC issuer: no usable signing key; GetIDToken and CreateRunnerLogsToken fail until this is fixed");
   }
   return new TokenIssuer(config.publicUrl, keys, lookups, clock);
+}
+
+/** The runner channel's and runner metrics' series on /metrics (docs/operations.md lists them). */
+function registerChannelMetrics(metrics: Metrics, channel: RunnerChannel, runnerMetrics: RunnerMetrics, forwarder: RemoteWriteForwarder | undefined): void {
+  metrics.register("rcp_runner_streams", "WatchRequests streams open on this process.", "gauge", () => [{ labels: {}, value: channel.stats.streams }]);
+  metrics.register("rcp_runner_calls_total", "Calls this process made to runners for delegated RPCs, by outcome.", "counter", () =>
+    Object.entries(channel.stats.calls).map(([outcome, value]) => ({ labels: { outcome }, value })),
+  );
+  metrics.register("rcp_runner_metrics_samples_total", "Samples received with ReportRunnerMetrics.", "counter", () => [{ labels: {}, value: runnerMetrics.stats.samples }]);
+  if (!forwarder) return;
+  metrics.register("rcp_runner_metrics_forwarded_total", "Runner metrics batches sent to METRICS_REMOTE_WRITE_URL, by outcome.", "counter", () =>
+    (["forwarded", "failed", "rejected", "dropped"] as const).map((outcome) => ({ labels: { outcome }, value: forwarder.stats[outcome] })),
+  );
+  metrics.register("rcp_runner_metrics_queued", "Runner metrics batches waiting to be forwarded.", "gauge", () => [{ labels: {}, value: forwarder.stats.queued }]);
+}
+
+/** The release manifest, checked now: a broken RUNNER_RELEASES_FILE is a configuration error. */
+function releaseSource(file: string | undefined, warn: (message: string) => void): ReleaseSource {
+  try {
+    return new ReleaseSource(file, warn);
+  } catch (err) {
+    throw new ConfigError(`RUNNER_RELEASES_FILE ${file} is not a valid release manifest: ${(err as Error).message}`);
+  }
 }

@@ -111,8 +111,8 @@ describe("a runner without policies", () => {
   it("is read, listed and used by every member", async () => {
     expect((await runners(org.alice).getRunner({ runnerId })).runner?.name).toBe("open runner");
     expect(await listed(org.alice)).toContain(runnerId);
-    // Use: the SCM calls get past the access check (and are not implemented yet).
-    expect(await codeOf(runners(org.alice).parseContextURL({ runnerId, contextUrl: "https://github.com/a/b" }))).toBe("Unimplemented");
+    // Use: the SCM calls get past the access check to the runner (which has no open stream).
+    expect(await codeOf(runners(org.alice).parseContextURL({ runnerId, contextUrl: "https://github.com/a/b" }))).toBe("Unavailable");
   });
 
   it("is managed by organization admins only", async () => {
@@ -151,7 +151,7 @@ describe("handing a runner to one team, managed by another", () => {
   it("lets the team read, list and use it, but not manage it", async () => {
     expect((await runners(org.alice).getRunner({ runnerId })).runner?.runnerId).toBe(runnerId);
     expect(await listed(org.alice)).toEqual(expect.arrayContaining([runnerId, openRunnerId]));
-    expect(await codeOf(runners(org.alice).searchRepositories({ runnerId, searchString: "x" }))).toBe("Unimplemented");
+    expect(await codeOf(runners(org.alice).searchRepositories({ runnerId, searchString: "x" }))).toBe("Unavailable");
     expect(await codeOf(runners(org.alice).updateRunner({ runnerId, name: "mine now" }))).toBe("PermissionDenied");
     expect(await codeOf(runners(org.alice).listRunnerPolicies({ runnerId }))).toBe("PermissionDenied");
   });

@@ -47,8 +47,17 @@ const CHECKS: ReferenceCheck[] = [
   },
   {
     reference: "gitpod-v1-runner-channel.md",
-    services: [{ service: GroupService, from: "### 5.1", to: "### 5.2" }],
+    // GroupService; WatchRequests/SendResponse and the RPCs of wire.md section 6, in the reference's order.
+    services: [
+      { service: GroupService, from: "### 5.1", to: "### 5.2" },
+      { service: RunnerInteractionService, from: "### 2.1", to: "### 2.2", subset: true },
+    ],
     messages: [
+      // The envelope, every event and call (the out-of-scope calls with their top-level fields),
+      // and the RunnerService messages the calls embed.
+      { from: "### 2.2", to: "## 3." },
+      // SCMIntegration (used by CallValidateConfig) and its OAuth config.
+      { from: "#### SCMIntegration  (runner_configuration.proto)", to: "### 3.4" },
       // Groups, memberships, role assignments and their enums (ResourceType lives in event.proto).
       { from: "### 5.2", to: "### 5.6" },
       // Of organization.proto only the OrganizationRole enum (OrganizationService is not served).
@@ -225,7 +234,7 @@ for (const check of CHECKS) {
 
     // A block that only points at an identical table printed earlier has nothing of its own.
     const blocks = check.messages
-      .flatMap(({ from, to }) => section(from, to).split("\n#### ").slice(1))
+      .flatMap(({ from, to }) => `\n${section(from, to)}`.split("\n#### ").slice(1))
       .filter((b) => !/^\S.*\n+_Same table as/.test(b));
     describe("messages", () => {
       for (const block of blocks.filter((b) => !b.startsWith("enum "))) {
@@ -237,7 +246,9 @@ for (const check of CHECKS) {
             Number(no), field, type, label, json, extra.includes("**DEPRECATED**"),
             RULE_OVERRIDES[`${name}.${field}`]?.slice().sort() ?? refRules(extra),
           ]);
-          const got = message!.fields.map((f) => [
+          // By number, as the reference prints them (a oneof's members are declared together,
+          // so a field numbered between them comes after the oneof in the .proto).
+          const got = [...message!.fields].sort((a, b) => a.number - b.number).map((f) => [
             f.number, f.name, typeOf(f), labelOf(f), f.jsonName, f.deprecated, rulesOf(f),
           ]);
           expect(got).toEqual(want);

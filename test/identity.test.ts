@@ -8,6 +8,8 @@ import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { IdentityService, Principal } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
+import { ResourceType } from "../gen/gitpod/v1/event_pb.js";
+import { ResourceRole } from "../gen/gitpod/v1/group_pb.js";
 import { issueApiKey } from "../src/domain/accounts.js";
 import { generateToken } from "../src/domain/tokens.js";
 import { IdentityStore } from "../src/store/identity-store.js";
@@ -322,8 +324,16 @@ describe.each(protocols)("unimplemented RPCs over %s", (protocol) => {
   });
 
   const calls: [string, "user" | "runner", (token: string | undefined) => Promise<unknown>][] = [
-    ["RunnerService.ParseContextURL", "user", (token) => server.runners(protocol, token).parseContextURL({ contextUrl: "https://github.com/gitpod-io/gitpod" })],
-    ["RunnerInteractionService.GetLatestVersion", "runner", (token) => server.interaction(protocol, token).getLatestVersion({ runnerId: runner.runnerId })],
+    // Every RunnerService and IdentityService RPC is served now; direct shares are not.
+    [
+      "GroupService.ShareResourceWithPrincipal",
+      "user",
+      (token) =>
+        server.groups(protocol, token).shareResourceWithPrincipal({
+          resourceType: ResourceType.RUNNER, resourceId: runner.runnerId, principal: Principal.USER,
+          principalId: user.userId, role: ResourceRole.RUNNER_USER,
+        }),
+    ],
   ];
 
   it.each(calls)("%s answers unimplemented to an authenticated caller", async (method, caller, call) => {

@@ -1,5 +1,5 @@
 // Tenant isolation and who may do what, as a matrix: every RPC of RunnerService (16),
-// IdentityService (3), RunnerInteractionService (6) and GroupService (14), called by each kind of
+// IdentityService (3), RunnerInteractionService (8) and GroupService (14), called by each kind of
 // caller, gets the code in the table below. The requests aim at runner A (organization A) wherever
 // they name a runner, and at group U wherever they name a group. Runner A has two policies: group U
 // (memberUser is in it) holds RUNNER_ROLE_USER, group M (memberAdmin) RUNNER_ROLE_ADMIN. Protocols
@@ -36,11 +36,11 @@ const NF = "NotFound";
 const PD = "PermissionDenied";
 const UA = "Unauthenticated";
 const UI = "Unimplemented";
-type Expected = typeof OK | typeof NF | typeof PD | typeof UA | typeof UI;
-// What a caller who may use runner A gets from the SCM calls through it (ParseContextURL & co.):
-// unimplemented until those RPCs are served. The access check before them is already in place,
-// so the denials below hold today. One who may manage it gets a logs token.
-const SCM: Expected = UI;
+const UV = "Unavailable";
+const FP = "FailedPrecondition";
+type Expected = typeof OK | typeof NF | typeof PD | typeof UA | typeof UI | typeof UV | typeof FP;
+// Who may use runner A gets what the relayed SCM calls answer for it: runner A has no open stream
+// (unavailable) and advertises no capability (unimplemented). One who may manage it gets a logs token.
 const LOGS: Expected = OK;
 
 // admin: the admin of organization A. memberUser, memberAdmin, memberNone: members of
@@ -58,11 +58,12 @@ const matrix: Record<string, Expected[]> = {
   "RunnerService.DeleteRunner":                      [OK,   PD,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
   "RunnerService.CreateRunnerToken":                 [OK,   PD,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
   "RunnerService.CreateRunnerLogsToken":             [LOGS, PD,        LOGS,       NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
-  "RunnerService.ParseContextURL":                   [SCM,  SCM,       SCM,        NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
-  "RunnerService.SearchRepositories":                [SCM,  SCM,       SCM,        NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
-  "RunnerService.ListSCMOrganizations":              [SCM,  SCM,       SCM,        NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
-  "RunnerService.CheckAuthenticationForHost":        [SCM,  SCM,       SCM,        NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
-  "RunnerService.CheckRepositoryAccess":             [SCM,  SCM,       SCM,        NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  // Relayed to runner A, which has no open stream (unavailable) and advertises no capability (unimplemented).
+  "RunnerService.ParseContextURL":                   [UV,   UV,        UV,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerService.SearchRepositories":                [UV,   UV,        UV,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerService.ListSCMOrganizations":              [UI,   UI,        UI,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerService.CheckAuthenticationForHost":        [UV,   UV,        UV,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerService.CheckRepositoryAccess":             [UI,   UI,        UI,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
   "RunnerService.ListRunnerPolicies":                [OK,   PD,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
   "RunnerService.CreateRunnerPolicy":                [OK,   PD,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
   "RunnerService.UpdateRunnerPolicy":                [OK,   PD,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
@@ -74,9 +75,13 @@ const matrix: Record<string, Expected[]> = {
   "RunnerInteractionService.Signup":                 [PD,   PD,        PD,         PD,        PD,   OK,     OK,     OK,        UA,     UA,        UA],
   "RunnerInteractionService.MarkRunnerActive":       [PD,   PD,        PD,         PD,        PD,   OK,     PD,     PD,        UA,     UA,        UA],
   "RunnerInteractionService.UpdateRunnerStatus":     [PD,   PD,        PD,         PD,        PD,   OK,     PD,     PD,        UA,     UA,        UA],
-  "RunnerInteractionService.GetLatestVersion":       [UI,   UI,        UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
-  "RunnerInteractionService.GetRunnerConfiguration": [UI,   UI,        UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
-  "RunnerInteractionService.ReportRunnerMetrics":    [UI,   UI,        UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  "RunnerInteractionService.WatchRequests":          [PD,   PD,        PD,         PD,        PD,   OK,     PD,     PD,        UA,     UA,        UA],
+  // A request id no call of runner A has.
+  "RunnerInteractionService.SendResponse":           [PD,   PD,        PD,         PD,        PD,   NF,     PD,     PD,        UA,     UA,        UA],
+  "RunnerInteractionService.GetLatestVersion":       [PD,   PD,        PD,         PD,        PD,   OK,     PD,     PD,        UA,     UA,        UA],
+  "RunnerInteractionService.GetRunnerConfiguration": [PD,   PD,        PD,         PD,        PD,   OK,     PD,     PD,        UA,     UA,        UA],
+  // Runner A has no managed metrics.
+  "RunnerInteractionService.ReportRunnerMetrics":    [PD,   PD,        PD,         PD,        PD,   FP,     PD,     PD,        UA,     UA,        UA],
   // Groups and memberships are visible to the whole organization; only its admin changes them.
   // Another organization's group is not found, also to that organization's admin.
   "GroupService.CreateGroup":                        [OK,   PD,        PD,         PD,        PD,   PD,     PD,     PD,        UA,     UA,        UA],
@@ -208,6 +213,8 @@ const requests: Record<string, (caller: Caller) => Promise<object> | object> = {
   "RunnerInteractionService.Signup": () => ({ publicKey: PUBLIC_KEY }),
   "RunnerInteractionService.MarkRunnerActive": () => ({ runnerId: runnerA.runnerId }),
   "RunnerInteractionService.UpdateRunnerStatus": (caller) => ({ runnerId: runnerA.runnerId, version: `reported by ${caller}` }),
+  "RunnerInteractionService.WatchRequests": () => ({ runnerId: runnerA.runnerId }),
+  "RunnerInteractionService.SendResponse": () => ({ runnerId: runnerA.runnerId, requestId: randomUUID(), response: { case: "callPing", value: {} } }),
   "RunnerInteractionService.GetLatestVersion": () => ({ runnerId: runnerA.runnerId }),
   "RunnerInteractionService.GetRunnerConfiguration": () => ({ runnerId: runnerA.runnerId }),
   "RunnerInteractionService.ReportRunnerMetrics": () => ({ runnerId: runnerA.runnerId, compressedMetrics: new Uint8Array([1]) }),
@@ -261,7 +268,7 @@ const isRunner = (caller: Caller) => caller.startsWith("runner") || caller === "
 
 describe("the matrix", () => {
   it("lists every RPC of the four services, each with a request", () => {
-    expect(rpcs).toHaveLength(16 + 3 + 6 + 14);
+    expect(rpcs).toHaveLength(16 + 3 + 8 + 14);
     expect(Object.keys(matrix).sort()).toEqual(rpcs.map((rpc) => rpc.name).sort());
     expect(Object.keys(requests).sort()).toEqual(rpcs.map((rpc) => rpc.name).sort());
     for (const row of Object.values(matrix)) expect(row).toHaveLength(callers.length);
@@ -278,7 +285,16 @@ describe("the matrix", () => {
       let code: string = OK;
       let response: Record<string, unknown> | undefined;
       try {
-        response = await client[rpc.method.localName]!(request);
+        if (rpc.method.methodKind === "server_streaming") {
+          // A stream that opens (its first message arrives) is OK; stop reading then.
+          const stream = client[rpc.method.localName]!(request) as unknown as AsyncIterable<Record<string, unknown>>;
+          for await (const message of stream) {
+            response = message;
+            break;
+          }
+        } else {
+          response = await client[rpc.method.localName]!(request);
+        }
       } catch (err) {
         code = Code[ConnectError.from(err).code];
       }

@@ -13,6 +13,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { collectDefaultMetrics, Registry, type Metric } from "prom-client";
 import { IdentityService } from "../../gen/gitpod/v1/identity_pb.js";
+import { atStreamEnd } from "./stream-end.js";
 
 /** gRPC status names as the gRPC ecosystem prints them (Go's codes.Code.String()). */
 const CODE_NAMES = [
@@ -77,7 +78,7 @@ export interface MetricsOptions {
   onError?: (err: unknown) => void;
 }
 
-interface CollectedValue {
+export interface CollectedValue {
   labels: Record<string, string | number>;
   value: number;
   metricName?: string;
@@ -202,6 +203,11 @@ export class Metrics {
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: r });
   }
 
+  /** Registers a metric of another room, read at scrape time (e.g. the runner channel's streams). */
+  register(name: string, help: string, type: "counter" | "gauge", values: () => CollectedValue[]): void {
+    this.registry.registerMetric(collector(name, help, type, values));
+  }
+
   fastPathServed(protocol: string): void {
     this.fastPathCalls.set(protocol, (this.fastPathCalls.get(protocol) ?? 0) + 1);
   }
@@ -214,15 +220,21 @@ export class Metrics {
       stats.started++;
       const started = performance.now();
       let code: number = Code.Unknown;
+      let streaming = false;
       try {
         const res = await next(req);
         code = 0;
-        return res;
+        // A stream is handled when its messages end (a client that goes away: canceled).
+        streaming = res.stream;
+        return atStreamEnd(res, (end) => {
+          const final = end.kind === "completed" ? 0 : end.kind === "canceled" ? Code.Canceled : end.error instanceof ConnectError ? end.error.code : Code.Unknown;
+          stats!.record(final, (performance.now() - started) / 1000);
+        });
       } catch (err) {
         code = err instanceof ConnectError ? err.code : Code.Unknown;
         throw err;
       } finally {
-        stats.record(code, (performance.now() - started) / 1000);
+        if (!streaming) stats.record(code, (performance.now() - started) / 1000);
         if (req.method === exchangeTokenMethod) {
           if (code === 0) this.exchangeOutcomes.success++;
           else if (code === Code.Unauthenticated || code === Code.InvalidArgument || code === Code.ResourceExhausted) {

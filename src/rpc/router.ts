@@ -5,6 +5,7 @@ import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { createRegistry, type DescFile } from "@bufbuild/protobuf";
 import { withProtocolGuards, withSafeJsonDecoding } from "./protocol-guards.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { healthRoutes, type HealthOptions } from "./health.js";
@@ -34,7 +35,10 @@ export async function registerRpcRoutes(app: FastifyInstance, options: RpcRoutes
   const routes = (router: ConnectRouter) => {
     for (const { service, impl } of services) router.service(service, impl as never);
   };
-  const jsonOptions = withSafeJsonDecoding({ ignoreUnknownFields: true }); // src/rpc/protocol-guards.ts
+  // The registry resolves google.protobuf.Any in JSON (SendResponse's CallError.details): every
+  // message of the served files and the files they import.
+  const registry = createRegistry(...withImports(services.map(({ service }) => service.file)));
+  const jsonOptions = withSafeJsonDecoding({ ignoreUnknownFields: true, registry }); // src/rpc/protocol-guards.ts
   const connectOptions: Parameters<typeof fastifyConnectPlugin>[1] = {
     routes: withProtocolGuards(routes, options), // src/rpc/protocol-guards.ts
     interceptors,
@@ -85,4 +89,15 @@ export async function registerRpcRoutes(app: FastifyInstance, options: RpcRoutes
     routes: withProtocolGuards(healthRoutes({ ...health, services: services.map(({ service }) => service.typeName) }), options),
     interceptors: healthInterceptors,
   });
+}
+
+function withImports(files: DescFile[]): DescFile[] {
+  const all = new Set<DescFile>();
+  const add = (file: DescFile) => {
+    if (all.has(file)) return;
+    all.add(file);
+    file.dependencies.forEach(add);
+  };
+  files.forEach(add);
+  return [...all];
 }

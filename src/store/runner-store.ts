@@ -64,6 +64,8 @@ export interface RunnerRow extends RunnerSpecColumns {
    * rules; read only by getManyWithPolicies (undefined otherwise).
    */
   policies?: { groupId: string; role: number }[];
+  /** Write-only for users; delivered to the runner sealed (GetRunnerConfiguration). */
+  honeycombApiKey: string;
 }
 
 export interface NewRunner extends RunnerSpecColumns {
@@ -137,7 +139,7 @@ const RUNNER_COLUMNS = `
   status_system_details AS "statusSystemDetails", status_log_url AS "statusLogUrl", status_region AS "statusRegion",
   status_llm_url AS "statusLlmUrl", status_support_bundle_url AS "statusSupportBundleUrl",
   degradation_message AS "degradationMessage", additional_info AS "additionalInfo", capabilities,
-  gateway_info AS "gatewayInfo"`;
+  gateway_info AS "gatewayInfo", honeycomb_api_key AS "honeycombApiKey"`;
 
 // Reading the policies costs a subquery per runner (about as much again as the row itself), so
 // only the reads that decide for organization members ask for them.

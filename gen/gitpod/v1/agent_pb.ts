@@ -10,7 +10,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file gitpod/v1/agent.proto.
  */
 export const file_gitpod_v1_agent: GenFile = /*@__PURE__*/
-  fileDesc("ChVnaXRwb2QvdjEvYWdlbnQucHJvdG8SCWdpdHBvZC52MSKSAwoLUHVsbFJlcXVlc3QSCgoCaWQYASABKAkSDQoFdGl0bGUYAiABKAkSEwoLZnJvbV9icmFuY2gYAyABKAkSEQoJdG9fYnJhbmNoGAQgASgJEgsKA3VybBgFIAEoCRIOCgZhdXRob3IYBiABKAkSNQoKcmVwb3NpdG9yeRgHIAEoCzIhLmdpdHBvZC52MS5QdWxsUmVxdWVzdC5SZXBvc2l0b3J5Eg0KBWRyYWZ0GAggASgIEisKBXN0YXRlGAkgASgOMhwuZ2l0cG9kLnYxLlB1bGxSZXF1ZXN0LlN0YXRlEhAKCGhlYWRfc2hhGAogASgJGkoKClJlcG9zaXRvcnkSEQoJY2xvbmVfdXJsGAEgASgJEgwKBGhvc3QYAiABKAkSDQoFb3duZXIYAyABKAkSDAoEbmFtZRgEIAEoCSJSCgVTdGF0ZRIVChFTVEFURV9VTlNQRUNJRklFRBAAEg4KClNUQVRFX09QRU4QARIQCgxTVEFURV9DTE9TRUQQAhIQCgxTVEFURV9NRVJHRUQQA2IGcHJvdG8z");
+  fileDesc("ChVnaXRwb2QvdjEvYWdlbnQucHJvdG8SCWdpdHBvZC52MSKSAwoLUHVsbFJlcXVlc3QSCgoCaWQYASABKAkSDQoFdGl0bGUYAiABKAkSEwoLZnJvbV9icmFuY2gYAyABKAkSEQoJdG9fYnJhbmNoGAQgASgJEgsKA3VybBgFIAEoCRIOCgZhdXRob3IYBiABKAkSNQoKcmVwb3NpdG9yeRgHIAEoCzIhLmdpdHBvZC52MS5QdWxsUmVxdWVzdC5SZXBvc2l0b3J5Eg0KBWRyYWZ0GAggASgIEisKBXN0YXRlGAkgASgOMhwuZ2l0cG9kLnYxLlB1bGxSZXF1ZXN0LlN0YXRlEhAKCGhlYWRfc2hhGAogASgJGkoKClJlcG9zaXRvcnkSEQoJY2xvbmVfdXJsGAEgASgJEgwKBGhvc3QYAiABKAkSDQoFb3duZXIYAyABKAkSDAoEbmFtZRgEIAEoCSJSCgVTdGF0ZRIVChFTVEFURV9VTlNQRUNJRklFRBAAEg4KClNUQVRFX09QRU4QARIQCgxTVEFURV9DTE9TRUQQAhIQCgxTVEFURV9NRVJHRUQQAyIQCg5Vc2VySW5wdXRCbG9jayIOCgxBZ2VudE1lc3NhZ2UiCwoJV2FrZUV2ZW50Ig8KDUNvZGV4U2V0dGluZ3MiEwoRQWdlbnRDb250cm9sSW5wdXQiDQoLVHVybk9wdGlvbnNiBnByb3RvMw");
 
 /**
  * A pull/merge request on an SCM host, as recognised from a context URL.
@@ -142,4 +142,94 @@ export enum PullRequest_State {
  */
 export const PullRequest_StateSchema: GenEnum<PullRequest_State> = /*@__PURE__*/
   enumDesc(file_gitpod_v1_agent, 0, 0);
+
+/**
+ * A block of user input to an agent (fields not declared).
+ *
+ * @generated from message gitpod.v1.UserInputBlock
+ */
+export type UserInputBlock = Message<"gitpod.v1.UserInputBlock"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.UserInputBlock.
+ * Use `create(UserInputBlockSchema)` to create a new message.
+ */
+export const UserInputBlockSchema: GenMessage<UserInputBlock> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_agent, 1);
+
+/**
+ * A message from one agent to another (fields not declared).
+ *
+ * @generated from message gitpod.v1.AgentMessage
+ */
+export type AgentMessage = Message<"gitpod.v1.AgentMessage"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.AgentMessage.
+ * Use `create(AgentMessageSchema)` to create a new message.
+ */
+export const AgentMessageSchema: GenMessage<AgentMessage> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_agent, 2);
+
+/**
+ * An event that wakes an agent (fields not declared).
+ *
+ * @generated from message gitpod.v1.WakeEvent
+ */
+export type WakeEvent = Message<"gitpod.v1.WakeEvent"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.WakeEvent.
+ * Use `create(WakeEventSchema)` to create a new message.
+ */
+export const WakeEventSchema: GenMessage<WakeEvent> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_agent, 3);
+
+/**
+ * Settings of the Codex agent (fields not declared).
+ *
+ * @generated from message gitpod.v1.CodexSettings
+ */
+export type CodexSettings = Message<"gitpod.v1.CodexSettings"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CodexSettings.
+ * Use `create(CodexSettingsSchema)` to create a new message.
+ */
+export const CodexSettingsSchema: GenMessage<CodexSettings> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_agent, 4);
+
+/**
+ * A control input for an agent, e.g. stop (fields not declared).
+ *
+ * @generated from message gitpod.v1.AgentControlInput
+ */
+export type AgentControlInput = Message<"gitpod.v1.AgentControlInput"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.AgentControlInput.
+ * Use `create(AgentControlInputSchema)` to create a new message.
+ */
+export const AgentControlInputSchema: GenMessage<AgentControlInput> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_agent, 5);
+
+/**
+ * Options of one agent turn (fields not declared).
+ *
+ * @generated from message gitpod.v1.TurnOptions
+ */
+export type TurnOptions = Message<"gitpod.v1.TurnOptions"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.TurnOptions.
+ * Use `create(TurnOptionsSchema)` to create a new message.
+ */
+export const TurnOptionsSchema: GenMessage<TurnOptions> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_agent, 6);
 

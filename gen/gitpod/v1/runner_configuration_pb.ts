@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file gitpod/v1/runner_configuration.proto.
  */
 export const file_gitpod_v1_runner_configuration: GenFile = /*@__PURE__*/
-  fileDesc("CiRnaXRwb2QvdjEvcnVubmVyX2NvbmZpZ3VyYXRpb24ucHJvdG8SCWdpdHBvZC52MSIoCgpGaWVsZFZhbHVlEgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCSI9ChBGaWVsZFZhbHVlVXBkYXRlEgsKA2tleRgBIAEoCRISCgV2YWx1ZRgCIAEoCUgAiAEBQggKBl92YWx1ZSKyAQoQRW52aXJvbm1lbnRDbGFzcxIKCgJpZBgBIAEoCRIfCgxkaXNwbGF5X25hbWUYAiABKAlCCbpIBnIEEAMYfxIfCgtkZXNjcmlwdGlvbhgDIAEoCUIKukgHcgUQAxjIARIsCg1jb25maWd1cmF0aW9uGAQgAygLMhUuZ2l0cG9kLnYxLkZpZWxkVmFsdWUSEQoJcnVubmVyX2lkGAUgASgJEg8KB2VuYWJsZWQYBiABKAgqgQEKClJ1bm5lcktpbmQSGwoXUlVOTkVSX0tJTkRfVU5TUEVDSUZJRUQQABIZChFSVU5ORVJfS0lORF9MT0NBTBABGgIIARIWChJSVU5ORVJfS0lORF9SRU1PVEUQAhIjCh9SVU5ORVJfS0lORF9MT0NBTF9DT05GSUdVUkFUSU9OEAMq7AEKDlJ1bm5lclByb3ZpZGVyEh8KG1JVTk5FUl9QUk9WSURFUl9VTlNQRUNJRklFRBAAEhsKF1JVTk5FUl9QUk9WSURFUl9BV1NfRUMyEAESIgoaUlVOTkVSX1BST1ZJREVSX0xJTlVYX0hPU1QQAhoCCAESIwobUlVOTkVSX1BST1ZJREVSX0RFU0tUT1BfTUFDEAMaAggBEhsKF1JVTk5FUl9QUk9WSURFUl9NQU5BR0VEEAQSFwoTUlVOTkVSX1BST1ZJREVSX0dDUBAFEh0KGVJVTk5FUl9QUk9WSURFUl9ERVZfQUdFTlQQBmIGcHJvdG8z", [file_buf_validate_validate]);
+  fileDesc("CiRnaXRwb2QvdjEvcnVubmVyX2NvbmZpZ3VyYXRpb24ucHJvdG8SCWdpdHBvZC52MSIoCgpGaWVsZFZhbHVlEgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCSI9ChBGaWVsZFZhbHVlVXBkYXRlEgsKA2tleRgBIAEoCRISCgV2YWx1ZRgCIAEoCUgAiAEBQggKBl92YWx1ZSKyAQoQRW52aXJvbm1lbnRDbGFzcxIKCgJpZBgBIAEoCRIfCgxkaXNwbGF5X25hbWUYAiABKAlCCbpIBnIEEAMYfxIfCgtkZXNjcmlwdGlvbhgDIAEoCUIKukgHcgUQAxjIARIsCg1jb25maWd1cmF0aW9uGAQgAygLMhUuZ2l0cG9kLnYxLkZpZWxkVmFsdWUSEQoJcnVubmVyX2lkGAUgASgJEg8KB2VuYWJsZWQYBiABKAgi1AEKDlNDTUludGVncmF0aW9uEgoKAmlkGAEgASgJEg4KBnNjbV9pZBgCIAEoCRIMCgRob3N0GAMgASgJEjgKBW9hdXRoGAQgASgLMiQuZ2l0cG9kLnYxLlNDTUludGVncmF0aW9uT0F1dGhDb25maWdIAIgBARILCgNwYXQYBSABKAgSEQoJcnVubmVyX2lkGAYgASgJEh4KEXZpcnR1YWxfZGlyZWN0b3J5GAcgASgJSAGIAQFCCAoGX29hdXRoQhQKEl92aXJ0dWFsX2RpcmVjdG9yeSJjChlTQ01JbnRlZ3JhdGlvbk9BdXRoQ29uZmlnEhEKCWNsaWVudF9pZBgBIAEoCRIfChdlbmNyeXB0ZWRfY2xpZW50X3NlY3JldBgCIAEoDBISCgppc3N1ZXJfdXJsGAMgASgJIiIKIEVudmlyb25tZW50Q2xhc3NWYWxpZGF0aW9uUmVzdWx0IiAKHlNDTUludGVncmF0aW9uVmFsaWRhdGlvblJlc3VsdCqBAQoKUnVubmVyS2luZBIbChdSVU5ORVJfS0lORF9VTlNQRUNJRklFRBAAEhkKEVJVTk5FUl9LSU5EX0xPQ0FMEAEaAggBEhYKElJVTk5FUl9LSU5EX1JFTU9URRACEiMKH1JVTk5FUl9LSU5EX0xPQ0FMX0NPTkZJR1VSQVRJT04QAyrsAQoOUnVubmVyUHJvdmlkZXISHwobUlVOTkVSX1BST1ZJREVSX1VOU1BFQ0lGSUVEEAASGwoXUlVOTkVSX1BST1ZJREVSX0FXU19FQzIQARIiChpSVU5ORVJfUFJPVklERVJfTElOVVhfSE9TVBACGgIIARIjChtSVU5ORVJfUFJPVklERVJfREVTS1RPUF9NQUMQAxoCCAESGwoXUlVOTkVSX1BST1ZJREVSX01BTkFHRUQQBBIXChNSVU5ORVJfUFJPVklERVJfR0NQEAUSHQoZUlVOTkVSX1BST1ZJREVSX0RFVl9BR0VOVBAGYgZwcm90bzM", [file_buf_validate_validate]);
 
 /**
  * A plain key/value pair.
@@ -116,6 +116,122 @@ export type EnvironmentClass = Message<"gitpod.v1.EnvironmentClass"> & {
  */
 export const EnvironmentClassSchema: GenMessage<EnvironmentClass> = /*@__PURE__*/
   messageDesc(file_gitpod_v1_runner_configuration, 2);
+
+/**
+ * An SCM integration of a runner: OAuth and/or personal access tokens for one host.
+ *
+ * @generated from message gitpod.v1.SCMIntegration
+ */
+export type SCMIntegration = Message<"gitpod.v1.SCMIntegration"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * Which SCM this is (e.g. "github", "gitlab").
+   *
+   * @generated from field: string scm_id = 2;
+   */
+  scmId: string;
+
+  /**
+   * @generated from field: string host = 3;
+   */
+  host: string;
+
+  /**
+   * Absent: no OAuth configured.
+   *
+   * @generated from field: optional gitpod.v1.SCMIntegrationOAuthConfig oauth = 4;
+   */
+  oauth?: SCMIntegrationOAuthConfig | undefined;
+
+  /**
+   * Whether personal access tokens are accepted.
+   *
+   * @generated from field: bool pat = 5;
+   */
+  pat: boolean;
+
+  /**
+   * @generated from field: string runner_id = 6;
+   */
+  runnerId: string;
+
+  /**
+   * @generated from field: optional string virtual_directory = 7;
+   */
+  virtualDirectory?: string | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.SCMIntegration.
+ * Use `create(SCMIntegrationSchema)` to create a new message.
+ */
+export const SCMIntegrationSchema: GenMessage<SCMIntegration> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 3);
+
+/**
+ * OAuth client of an SCM integration; the secret is sealed to the runner's key.
+ *
+ * @generated from message gitpod.v1.SCMIntegrationOAuthConfig
+ */
+export type SCMIntegrationOAuthConfig = Message<"gitpod.v1.SCMIntegrationOAuthConfig"> & {
+  /**
+   * @generated from field: string client_id = 1;
+   */
+  clientId: string;
+
+  /**
+   * @generated from field: bytes encrypted_client_secret = 2;
+   */
+  encryptedClientSecret: Uint8Array;
+
+  /**
+   * @generated from field: string issuer_url = 3;
+   */
+  issuerUrl: string;
+};
+
+/**
+ * Describes the message gitpod.v1.SCMIntegrationOAuthConfig.
+ * Use `create(SCMIntegrationOAuthConfigSchema)` to create a new message.
+ */
+export const SCMIntegrationOAuthConfigSchema: GenMessage<SCMIntegrationOAuthConfig> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 4);
+
+/**
+ * Result of validating an environment class (fields not declared: referenced by
+ * CallValidateConfig, which this server declares but never sends).
+ *
+ * @generated from message gitpod.v1.EnvironmentClassValidationResult
+ */
+export type EnvironmentClassValidationResult = Message<"gitpod.v1.EnvironmentClassValidationResult"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.EnvironmentClassValidationResult.
+ * Use `create(EnvironmentClassValidationResultSchema)` to create a new message.
+ */
+export const EnvironmentClassValidationResultSchema: GenMessage<EnvironmentClassValidationResult> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 5);
+
+/**
+ * Result of validating an SCM integration (fields not declared: referenced by
+ * CallValidateConfig, which this server declares but never sends).
+ *
+ * @generated from message gitpod.v1.SCMIntegrationValidationResult
+ */
+export type SCMIntegrationValidationResult = Message<"gitpod.v1.SCMIntegrationValidationResult"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.SCMIntegrationValidationResult.
+ * Use `create(SCMIntegrationValidationResultSchema)` to create a new message.
+ */
+export const SCMIntegrationValidationResultSchema: GenMessage<SCMIntegrationValidationResult> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 6);
 
 /**
  * Broad category of a runner (superseded by RunnerProvider for new runners).

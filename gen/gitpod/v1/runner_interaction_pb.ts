@@ -2,20 +2,26 @@
 // @generated from file gitpod/v1/runner_interaction.proto (package gitpod.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
-import { fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
-import type { GatewayInfo, LogLevel, RunnerCapability, RunnerReleaseChannel, UpdateWindow } from "./runner_pb.js";
+import type { AgentControlInput, AgentMessage, CodexSettings, TurnOptions, UserInputBlock, WakeEvent } from "./agent_pb.js";
+import { file_gitpod_v1_agent } from "./agent_pb.js";
+import type { PaginationRequest, PaginationResponse } from "./pagination_pb.js";
+import { file_gitpod_v1_pagination } from "./pagination_pb.js";
+import type { CheckAuthenticationForHostResponse, CheckRepositoryAccessResponse, GatewayInfo, ListSCMOrganizationsResponse_SCMOrganization, LogLevel, ParseContextURLResponse, RunnerCapability, RunnerReleaseChannel, SearchMode, SearchRepositoriesResponse_Repository, UpdateWindow } from "./runner_pb.js";
 import { file_gitpod_v1_runner } from "./runner_pb.js";
-import type { EnvironmentClass, FieldValueUpdate } from "./runner_configuration_pb.js";
+import type { EnvironmentClass, EnvironmentClassValidationResult, FieldValueUpdate, SCMIntegration, SCMIntegrationValidationResult } from "./runner_configuration_pb.js";
 import { file_gitpod_v1_runner_configuration } from "./runner_configuration_pb.js";
+import type { Any } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_any } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file gitpod/v1/runner_interaction.proto.
  */
 export const file_gitpod_v1_runner_interaction: GenFile = /*@__PURE__*/
-  fileDesc("CiJnaXRwb2QvdjEvcnVubmVyX2ludGVyYWN0aW9uLnByb3RvEglnaXRwb2QudjEiZgoNU2lnbnVwUmVxdWVzdBIbCgpwdWJsaWNfa2V5GAEgASgMQge6SAR6AmggEjgKE2Vudmlyb25tZW50X2NsYXNzZXMYAiADKAsyGy5naXRwb2QudjEuRW52aXJvbm1lbnRDbGFzcyItCg5TaWdudXBSZXNwb25zZRIbCglydW5uZXJfaWQYASABKAlCCLpIBXIDsAEBIjYKF01hcmtSdW5uZXJBY3RpdmVSZXF1ZXN0EhsKCXJ1bm5lcl9pZBgBIAEoCUIIukgFcgOwAQEiGgoYTWFya1J1bm5lckFjdGl2ZVJlc3BvbnNlIoEEChlVcGRhdGVSdW5uZXJTdGF0dXNSZXF1ZXN0EhsKCXJ1bm5lcl9pZBgBIAEoCUIIukgFcgOwAQESFAoHdmVyc2lvbhgCIAEoCUgAiAEBEhsKDnN5c3RlbV9kZXRhaWxzGAQgASgJSAGIAQESHgoHbG9nX3VybBgFIAEoCUIIukgFcgOIAQFIAogBARIgChNkZWdyZWRhdGlvbl9tZXNzYWdlGAYgASgJSAOIAQESEwoGcmVnaW9uGAcgASgJSASIAQESNAoPYWRkaXRpb25hbF9pbmZvGAggAygLMhsuZ2l0cG9kLnYxLkZpZWxkVmFsdWVVcGRhdGUSMQoMY2FwYWJpbGl0aWVzGAkgAygOMhsuZ2l0cG9kLnYxLlJ1bm5lckNhcGFiaWxpdHkSLAoMZ2F0ZXdheV9pbmZvGAogASgLMhYuZ2l0cG9kLnYxLkdhdGV3YXlJbmZvEhQKB2xsbV91cmwYCyABKAlIBYgBARIfChJzdXBwb3J0X2J1bmRsZV91cmwYDCABKAlIBogBAUIKCghfdmVyc2lvbkIRCg9fc3lzdGVtX2RldGFpbHNCCgoIX2xvZ191cmxCFgoUX2RlZ3JlZGF0aW9uX21lc3NhZ2VCCQoHX3JlZ2lvbkIKCghfbGxtX3VybEIVChNfc3VwcG9ydF9idW5kbGVfdXJsIhwKGlVwZGF0ZVJ1bm5lclN0YXR1c1Jlc3BvbnNlInIKF0dldExhdGVzdFZlcnNpb25SZXF1ZXN0Eh4KCXJ1bm5lcl9pZBgBIAEoCUILukgIyAEBcgOwAQESFwoPY3VycmVudF92ZXJzaW9uGAIgASgJEh4KFmluZnJhc3RydWN0dXJlX3ZlcnNpb24YAyABKAki4QcKGEdldExhdGVzdFZlcnNpb25SZXNwb25zZRIXCgd2ZXJzaW9uGAEgASgJQga6SAPIAQESFAoMcnVubmVyX2ltYWdlGAIgASgJEhsKC2F1dG9fdXBkYXRlGAMgASgIQga6SAPIAQESHwoXc3VwZXJ2aXNvcl9kb3dubG9hZF91cmwYBCABKAkSHwoXZ2l0cG9kX2NsaV9kb3dubG9hZF91cmwYBSABKAkSDgoGaG90Zml4GAYgASgIEkUKB2F3c19lYzIYCiABKAsyMi5naXRwb2QudjEuR2V0TGF0ZXN0VmVyc2lvblJlc3BvbnNlLkF3c0VjMk1hbmlmZXN0SAASSwoKbGludXhfaG9zdBgUIAEoCzI1LmdpdHBvZC52MS5HZXRMYXRlc3RWZXJzaW9uUmVzcG9uc2UuTGludXhIb3N0TWFuaWZlc3RIABI+CgNnY3AYHiABKAsyLy5naXRwb2QudjEuR2V0TGF0ZXN0VmVyc2lvblJlc3BvbnNlLkdjcE1hbmlmZXN0SAAazwEKDkF3c0VjMk1hbmlmZXN0EhQKDHJ1bm5lcl9pbWFnZRgBIAEoCRITCgtwcm94eV9pbWFnZRgCIAEoCRJeCg1hbWlfaW1hZ2VfbWFwGAMgAygLMkMuZ2l0cG9kLnYxLkdldExhdGVzdFZlcnNpb25SZXNwb25zZS5Bd3NFYzJNYW5pZmVzdC5BbWlJbWFnZU1hcEVudHJ5QgIYARoyChBBbWlJbWFnZU1hcEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaiwIKEUxpbnV4SG9zdE1hbmlmZXN0EiAKEGxpbnV4X3J1bm5lcl91cmwYASABKAlCBrpIA8gBARIgChBrZXJuZWxfaW1hZ2VfdXJsGAIgASgJQga6SAPIAQESJQoVcm9vdGZzX2Rpc2tfaW1hZ2VfdXJsGAMgASgJQga6SAPIAQESJQoVc2hhcmVkX2Rpc2tfaW1hZ2VfdXJsGAQgASgJQga6SAPIAQESJAoUY2xvdWRfaHlwZXJ2aXNvcl91cmwYBSABKAlCBrpIA8gBARIkChRjaF9yZW1vdGVfc3RhdGljX3VybBgGIAEoCUIGukgDyAEBEhgKCHpzdGRfdXJsGAcgASgJQga6SAPIAQEaZwoLR2NwTWFuaWZlc3QSFAoMcnVubmVyX2ltYWdlGAEgASgJEhMKC3Byb3h5X2ltYWdlGAIgASgJEhcKD3RlcnJhZm9ybV9maWxlcxgDIAMoCRIUCgxkb3dubG9hZF91cmwYBCABKAlCCgoIbWFuaWZlc3QiPAodR2V0UnVubmVyQ29uZmlndXJhdGlvblJlcXVlc3QSGwoJcnVubmVyX2lkGAEgASgJQgi6SAVyA7ABASLqAwoeR2V0UnVubmVyQ29uZmlndXJhdGlvblJlc3BvbnNlElQKDWNvbmZpZ3VyYXRpb24YASABKAsyPS5naXRwb2QudjEuR2V0UnVubmVyQ29uZmlndXJhdGlvblJlc3BvbnNlLlJ1bm5lckNvbmZpZ3VyYXRpb24a8QIKE1J1bm5lckNvbmZpZ3VyYXRpb24SDgoGcmVnaW9uGAEgASgJEjgKD3JlbGVhc2VfY2hhbm5lbBgCIAEoDjIfLmdpdHBvZC52MS5SdW5uZXJSZWxlYXNlQ2hhbm5lbBITCgthdXRvX3VwZGF0ZRgDIAEoCBI2CgdtZXRyaWNzGAQgASgLMiUuZ2l0cG9kLnYxLlJ1bm5lck1ldHJpY3NDb25maWd1cmF0aW9uEiYKCWxvZ19sZXZlbBgFIAEoDjITLmdpdHBvZC52MS5Mb2dMZXZlbBIoCiBkZXZjb250YWluZXJfaW1hZ2VfY2FjaGVfZW5hYmxlZBgGIAEoCBIuCg11cGRhdGVfd2luZG93GAcgASgLMhcuZ2l0cG9kLnYxLlVwZGF0ZVdpbmRvdxIjChtlbmNyeXB0ZWRfaG9uZXljb21iX2FwaV9rZXkYCCABKAwSHAoUY29udGludW91c19wcm9maWxpbmcYCSABKAgitAEKGlJ1bm5lck1ldHJpY3NDb25maWd1cmF0aW9uEg8KB2VuYWJsZWQYASABKAgSCwoDdXJsGAIgASgJEhoKEmVuY3J5cHRlZF91c2VybmFtZRgDIAEoDBIaChJlbmNyeXB0ZWRfcGFzc3dvcmQYBCABKAwSHwoXbWFuYWdlZF9tZXRyaWNzX2VuYWJsZWQYBSABKAgSHwoXaW5jbHVkZV92ZXJib3NlX21ldHJpY3MYBiABKAgiZgoaUmVwb3J0UnVubmVyTWV0cmljc1JlcXVlc3QSHgoJcnVubmVyX2lkGAEgASgJQgu6SAjIAQFyA7ABARIoChJjb21wcmVzc2VkX21ldHJpY3MYAiABKAxCDLpICcgBAXoEGICAICIdChtSZXBvcnRSdW5uZXJNZXRyaWNzUmVzcG9uc2Uy1QQKGFJ1bm5lckludGVyYWN0aW9uU2VydmljZRI9CgZTaWdudXASGC5naXRwb2QudjEuU2lnbnVwUmVxdWVzdBoZLmdpdHBvZC52MS5TaWdudXBSZXNwb25zZRJbChBNYXJrUnVubmVyQWN0aXZlEiIuZ2l0cG9kLnYxLk1hcmtSdW5uZXJBY3RpdmVSZXF1ZXN0GiMuZ2l0cG9kLnYxLk1hcmtSdW5uZXJBY3RpdmVSZXNwb25zZRJhChJVcGRhdGVSdW5uZXJTdGF0dXMSJC5naXRwb2QudjEuVXBkYXRlUnVubmVyU3RhdHVzUmVxdWVzdBolLmdpdHBvZC52MS5VcGRhdGVSdW5uZXJTdGF0dXNSZXNwb25zZRJgChBHZXRMYXRlc3RWZXJzaW9uEiIuZ2l0cG9kLnYxLkdldExhdGVzdFZlcnNpb25SZXF1ZXN0GiMuZ2l0cG9kLnYxLkdldExhdGVzdFZlcnNpb25SZXNwb25zZSIDkAIBEnIKFkdldFJ1bm5lckNvbmZpZ3VyYXRpb24SKC5naXRwb2QudjEuR2V0UnVubmVyQ29uZmlndXJhdGlvblJlcXVlc3QaKS5naXRwb2QudjEuR2V0UnVubmVyQ29uZmlndXJhdGlvblJlc3BvbnNlIgOQAgESZAoTUmVwb3J0UnVubmVyTWV0cmljcxIlLmdpdHBvZC52MS5SZXBvcnRSdW5uZXJNZXRyaWNzUmVxdWVzdBomLmdpdHBvZC52MS5SZXBvcnRSdW5uZXJNZXRyaWNzUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_gitpod_v1_runner, file_gitpod_v1_runner_configuration]);
+  fileDesc("CiJnaXRwb2QvdjEvcnVubmVyX2ludGVyYWN0aW9uLnByb3RvEglnaXRwb2QudjEiZgoNU2lnbnVwUmVxdWVzdBIbCgpwdWJsaWNfa2V5GAEgASgMQge6SAR6AmggEjgKE2Vudmlyb25tZW50X2NsYXNzZXMYAiADKAsyGy5naXRwb2QudjEuRW52aXJvbm1lbnRDbGFzcyItCg5TaWdudXBSZXNwb25zZRIbCglydW5uZXJfaWQYASABKAlCCLpIBXIDsAEBIjYKF01hcmtSdW5uZXJBY3RpdmVSZXF1ZXN0EhsKCXJ1bm5lcl9pZBgBIAEoCUIIukgFcgOwAQEiGgoYTWFya1J1bm5lckFjdGl2ZVJlc3BvbnNlIoEEChlVcGRhdGVSdW5uZXJTdGF0dXNSZXF1ZXN0EhsKCXJ1bm5lcl9pZBgBIAEoCUIIukgFcgOwAQESFAoHdmVyc2lvbhgCIAEoCUgAiAEBEhsKDnN5c3RlbV9kZXRhaWxzGAQgASgJSAGIAQESHgoHbG9nX3VybBgFIAEoCUIIukgFcgOIAQFIAogBARIgChNkZWdyZWRhdGlvbl9tZXNzYWdlGAYgASgJSAOIAQESEwoGcmVnaW9uGAcgASgJSASIAQESNAoPYWRkaXRpb25hbF9pbmZvGAggAygLMhsuZ2l0cG9kLnYxLkZpZWxkVmFsdWVVcGRhdGUSMQoMY2FwYWJpbGl0aWVzGAkgAygOMhsuZ2l0cG9kLnYxLlJ1bm5lckNhcGFiaWxpdHkSLAoMZ2F0ZXdheV9pbmZvGAogASgLMhYuZ2l0cG9kLnYxLkdhdGV3YXlJbmZvEhQKB2xsbV91cmwYCyABKAlIBYgBARIfChJzdXBwb3J0X2J1bmRsZV91cmwYDCABKAlIBogBAUIKCghfdmVyc2lvbkIRCg9fc3lzdGVtX2RldGFpbHNCCgoIX2xvZ191cmxCFgoUX2RlZ3JlZGF0aW9uX21lc3NhZ2VCCQoHX3JlZ2lvbkIKCghfbGxtX3VybEIVChNfc3VwcG9ydF9idW5kbGVfdXJsIhwKGlVwZGF0ZVJ1bm5lclN0YXR1c1Jlc3BvbnNlInIKF0dldExhdGVzdFZlcnNpb25SZXF1ZXN0Eh4KCXJ1bm5lcl9pZBgBIAEoCUILukgIyAEBcgOwAQESFwoPY3VycmVudF92ZXJzaW9uGAIgASgJEh4KFmluZnJhc3RydWN0dXJlX3ZlcnNpb24YAyABKAki4QcKGEdldExhdGVzdFZlcnNpb25SZXNwb25zZRIXCgd2ZXJzaW9uGAEgASgJQga6SAPIAQESFAoMcnVubmVyX2ltYWdlGAIgASgJEhsKC2F1dG9fdXBkYXRlGAMgASgIQga6SAPIAQESHwoXc3VwZXJ2aXNvcl9kb3dubG9hZF91cmwYBCABKAkSHwoXZ2l0cG9kX2NsaV9kb3dubG9hZF91cmwYBSABKAkSDgoGaG90Zml4GAYgASgIEkUKB2F3c19lYzIYCiABKAsyMi5naXRwb2QudjEuR2V0TGF0ZXN0VmVyc2lvblJlc3BvbnNlLkF3c0VjMk1hbmlmZXN0SAASSwoKbGludXhfaG9zdBgUIAEoCzI1LmdpdHBvZC52MS5HZXRMYXRlc3RWZXJzaW9uUmVzcG9uc2UuTGludXhIb3N0TWFuaWZlc3RIABI+CgNnY3AYHiABKAsyLy5naXRwb2QudjEuR2V0TGF0ZXN0VmVyc2lvblJlc3BvbnNlLkdjcE1hbmlmZXN0SAAazwEKDkF3c0VjMk1hbmlmZXN0EhQKDHJ1bm5lcl9pbWFnZRgBIAEoCRITCgtwcm94eV9pbWFnZRgCIAEoCRJeCg1hbWlfaW1hZ2VfbWFwGAMgAygLMkMuZ2l0cG9kLnYxLkdldExhdGVzdFZlcnNpb25SZXNwb25zZS5Bd3NFYzJNYW5pZmVzdC5BbWlJbWFnZU1hcEVudHJ5QgIYARoyChBBbWlJbWFnZU1hcEVudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEaiwIKEUxpbnV4SG9zdE1hbmlmZXN0EiAKEGxpbnV4X3J1bm5lcl91cmwYASABKAlCBrpIA8gBARIgChBrZXJuZWxfaW1hZ2VfdXJsGAIgASgJQga6SAPIAQESJQoVcm9vdGZzX2Rpc2tfaW1hZ2VfdXJsGAMgASgJQga6SAPIAQESJQoVc2hhcmVkX2Rpc2tfaW1hZ2VfdXJsGAQgASgJQga6SAPIAQESJAoUY2xvdWRfaHlwZXJ2aXNvcl91cmwYBSABKAlCBrpIA8gBARIkChRjaF9yZW1vdGVfc3RhdGljX3VybBgGIAEoCUIGukgDyAEBEhgKCHpzdGRfdXJsGAcgASgJQga6SAPIAQEaZwoLR2NwTWFuaWZlc3QSFAoMcnVubmVyX2ltYWdlGAEgASgJEhMKC3Byb3h5X2ltYWdlGAIgASgJEhcKD3RlcnJhZm9ybV9maWxlcxgDIAMoCRIUCgxkb3dubG9hZF91cmwYBCABKAlCCgoIbWFuaWZlc3QiPAodR2V0UnVubmVyQ29uZmlndXJhdGlvblJlcXVlc3QSGwoJcnVubmVyX2lkGAEgASgJQgi6SAVyA7ABASLqAwoeR2V0UnVubmVyQ29uZmlndXJhdGlvblJlc3BvbnNlElQKDWNvbmZpZ3VyYXRpb24YASABKAsyPS5naXRwb2QudjEuR2V0UnVubmVyQ29uZmlndXJhdGlvblJlc3BvbnNlLlJ1bm5lckNvbmZpZ3VyYXRpb24a8QIKE1J1bm5lckNvbmZpZ3VyYXRpb24SDgoGcmVnaW9uGAEgASgJEjgKD3JlbGVhc2VfY2hhbm5lbBgCIAEoDjIfLmdpdHBvZC52MS5SdW5uZXJSZWxlYXNlQ2hhbm5lbBITCgthdXRvX3VwZGF0ZRgDIAEoCBI2CgdtZXRyaWNzGAQgASgLMiUuZ2l0cG9kLnYxLlJ1bm5lck1ldHJpY3NDb25maWd1cmF0aW9uEiYKCWxvZ19sZXZlbBgFIAEoDjITLmdpdHBvZC52MS5Mb2dMZXZlbBIoCiBkZXZjb250YWluZXJfaW1hZ2VfY2FjaGVfZW5hYmxlZBgGIAEoCBIuCg11cGRhdGVfd2luZG93GAcgASgLMhcuZ2l0cG9kLnYxLlVwZGF0ZVdpbmRvdxIjChtlbmNyeXB0ZWRfaG9uZXljb21iX2FwaV9rZXkYCCABKAwSHAoUY29udGludW91c19wcm9maWxpbmcYCSABKAgitAEKGlJ1bm5lck1ldHJpY3NDb25maWd1cmF0aW9uEg8KB2VuYWJsZWQYASABKAgSCwoDdXJsGAIgASgJEhoKEmVuY3J5cHRlZF91c2VybmFtZRgDIAEoDBIaChJlbmNyeXB0ZWRfcGFzc3dvcmQYBCABKAwSHwoXbWFuYWdlZF9tZXRyaWNzX2VuYWJsZWQYBSABKAgSHwoXaW5jbHVkZV92ZXJib3NlX21ldHJpY3MYBiABKAgiZgoaUmVwb3J0UnVubmVyTWV0cmljc1JlcXVlc3QSHgoJcnVubmVyX2lkGAEgASgJQgu6SAjIAQFyA7ABARIoChJjb21wcmVzc2VkX21ldHJpY3MYAiABKAxCDLpICcgBAXoEGICAICIdChtSZXBvcnRSdW5uZXJNZXRyaWNzUmVzcG9uc2UiaQoUV2F0Y2hSZXF1ZXN0c1JlcXVlc3QSGwoJcnVubmVyX2lkGAEgASgJQgi6SAVyA7ABARIhCglzaGFyZF9pZHMYAiADKAVCDrpIC5IBCCIGGgQYPygAEhEKCXdvcmtlcl9pZBgDIAEoCSK/DQoVV2F0Y2hSZXF1ZXN0c1Jlc3BvbnNlEhwKCnJlcXVlc3RfaWQYASABKAlCCLpIBXIDsAEBEkkKDXRyYWNlX2NvbnRleHQYAiADKAsyMi5naXRwb2QudjEuV2F0Y2hSZXF1ZXN0c1Jlc3BvbnNlLlRyYWNlQ29udGV4dEVudHJ5Ek4KHWV2ZW50X2Vudmlyb25tZW50X3NwZWNfY2hhbmdlGAogASgLMiUuZ2l0cG9kLnYxLkV2ZW50RW52aXJvbm1lbnRTcGVjQ2hhbmdlSAASUgofZXZlbnRfZW52aXJvbm1lbnRfbWFya2VkX2FjdGl2ZRgLIAEoCzInLmdpdHBvZC52MS5FdmVudEVudmlyb25tZW50TWFya2VkQWN0aXZlSAASTAocZXZlbnRfc2NtX2ludGVncmF0aW9uX2NoYW5nZRgMIAEoCzIkLmdpdHBvZC52MS5FdmVudFNDTUludGVncmF0aW9uQ2hhbmdlSAASYQonZXZlbnRfaG9zdF9hdXRoZW50aWNhdGlvbl90b2tlbl9kZWxldGVkGA0gASgLMi4uZ2l0cG9kLnYxLkV2ZW50SG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5EZWxldGVkSAASVQohZXZlbnRfYWdlbnRfZXhlY3V0aW9uX3NwZWNfY2hhbmdlGA4gASgLMiguZ2l0cG9kLnYxLkV2ZW50QWdlbnRFeGVjdXRpb25TcGVjQ2hhbmdlSAASTAocZXZlbnRfbGxtX2ludGVncmF0aW9uX2NoYW5nZRgPIAEoCzIkLmdpdHBvZC52MS5FdmVudExMTUludGVncmF0aW9uQ2hhbmdlSAASVgohZXZlbnRfcnVubmVyX2NvbmZpZ3VyYXRpb25fY2hhbmdlGBAgASgLMikuZ2l0cG9kLnYxLkV2ZW50UnVubmVyQ29uZmlndXJhdGlvbkNoYW5nZUgAEkUKGGV2ZW50X2ludGVncmF0aW9uX2NoYW5nZRgRIAEoCzIhLmdpdHBvZC52MS5FdmVudEludGVncmF0aW9uQ2hhbmdlSAASSAoaZXZlbnRfc25hcHNob3Rfc3BlY19jaGFuZ2UYEiABKAsyIi5naXRwb2QudjEuRXZlbnRTbmFwc2hvdFNwZWNDaGFuZ2VIABJJChtldmVudF93YXJtX3Bvb2xfc3BlY19jaGFuZ2UYEyABKAsyIi5naXRwb2QudjEuRXZlbnRXYXJtUG9vbFNwZWNDaGFuZ2VIABJBChJjYWxsX3BhcnNlX2NvbnRleHQYMiABKAsyIy5naXRwb2QudjEuQ2FsbFBhcnNlQ29udGV4dC5SZXF1ZXN0SAASMAoJY2FsbF9waW5nGDMgASgLMhsuZ2l0cG9kLnYxLkNhbGxQaW5nLlJlcXVlc3RIABJfCiJjYWxsX2NoZWNrX2F1dGhlbnRpY2F0aW9uX2Zvcl9ob3N0GDQgASgLMjEuZ2l0cG9kLnYxLkNhbGxDaGVja0F1dGhlbnRpY2F0aW9uRm9ySG9zdC5SZXF1ZXN0SAASRQoUY2FsbF92YWxpZGF0ZV9jb25maWcYNSABKAsyJS5naXRwb2QudjEuQ2FsbFZhbGlkYXRlQ29uZmlnLlJlcXVlc3RIABJiCiRjYWxsX3NlbmRfbWVzc2FnZV90b19hZ2VudF9leGVjdXRpb24YNiABKAsyMi5naXRwb2QudjEuQ2FsbFNlbmRNZXNzYWdlVG9BZ2VudEV4ZWN1dGlvbi5SZXF1ZXN0SAASVQodY2FsbF9pbXByb3ZlX3Byb21wdF9mb3JfYWdlbnQYNyABKAsyLC5naXRwb2QudjEuQ2FsbEltcHJvdmVQcm9tcHRGb3JBZ2VudC5SZXF1ZXN0SAASTQoYY2FsbF9zZWFyY2hfcmVwb3NpdG9yaWVzGDwgASgLMikuZ2l0cG9kLnYxLkNhbGxTZWFyY2hSZXBvc2l0b3JpZXMuUmVxdWVzdEgAElIKG2NhbGxfbGlzdF9zY21fb3JnYW5pemF0aW9ucxg9IAEoCzIrLmdpdHBvZC52MS5DYWxsTGlzdFNDTU9yZ2FuaXphdGlvbnMuUmVxdWVzdEgAElQKHGNhbGxfY2hlY2tfcmVwb3NpdG9yeV9hY2Nlc3MYPiABKAsyLC5naXRwb2QudjEuQ2FsbENoZWNrUmVwb3NpdG9yeUFjY2Vzcy5SZXF1ZXN0SAAaMwoRVHJhY2VDb250ZXh0RW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4AUIJCgdyZXF1ZXN0IvAKChNTZW5kUmVzcG9uc2VSZXF1ZXN0EhsKCXJ1bm5lcl9pZBgBIAEoCUIIukgFcgOwAQESHAoKcmVxdWVzdF9pZBgCIAEoCUIIukgFcgOwAQESOQoFZXJyb3IYBSABKAsyKC5naXRwb2QudjEuU2VuZFJlc3BvbnNlUmVxdWVzdC5DYWxsRXJyb3JIABJCChJjYWxsX3BhcnNlX2NvbnRleHQYMiABKAsyJC5naXRwb2QudjEuQ2FsbFBhcnNlQ29udGV4dC5SZXNwb25zZUgAEjEKCWNhbGxfcGluZxgzIAEoCzIcLmdpdHBvZC52MS5DYWxsUGluZy5SZXNwb25zZUgAEmAKImNhbGxfY2hlY2tfYXV0aGVudGljYXRpb25fZm9yX2hvc3QYNCABKAsyMi5naXRwb2QudjEuQ2FsbENoZWNrQXV0aGVudGljYXRpb25Gb3JIb3N0LlJlc3BvbnNlSAASRgoUY2FsbF92YWxpZGF0ZV9jb25maWcYNSABKAsyJi5naXRwb2QudjEuQ2FsbFZhbGlkYXRlQ29uZmlnLlJlc3BvbnNlSAASYwokY2FsbF9zZW5kX21lc3NhZ2VfdG9fYWdlbnRfZXhlY3V0aW9uGDYgASgLMjMuZ2l0cG9kLnYxLkNhbGxTZW5kTWVzc2FnZVRvQWdlbnRFeGVjdXRpb24uUmVzcG9uc2VIABJWCh1jYWxsX2ltcHJvdmVfcHJvbXB0X2Zvcl9hZ2VudBg3IAEoCzItLmdpdHBvZC52MS5DYWxsSW1wcm92ZVByb21wdEZvckFnZW50LlJlc3BvbnNlSAASTgoYY2FsbF9zZWFyY2hfcmVwb3NpdG9yaWVzGDwgASgLMiouZ2l0cG9kLnYxLkNhbGxTZWFyY2hSZXBvc2l0b3JpZXMuUmVzcG9uc2VIABJTChtjYWxsX2xpc3Rfc2NtX29yZ2FuaXphdGlvbnMYPSABKAsyLC5naXRwb2QudjEuQ2FsbExpc3RTQ01Pcmdhbml6YXRpb25zLlJlc3BvbnNlSAASVQocY2FsbF9jaGVja19yZXBvc2l0b3J5X2FjY2Vzcxg+IAEoCzItLmdpdHBvZC52MS5DYWxsQ2hlY2tSZXBvc2l0b3J5QWNjZXNzLlJlc3BvbnNlSAAaewoJQ2FsbEVycm9yEjYKBGNvZGUYASABKA4yKC5naXRwb2QudjEuU2VuZFJlc3BvbnNlUmVxdWVzdC5FcnJvckNvZGUSDwoHbWVzc2FnZRgCIAEoCRIlCgdkZXRhaWxzGAMgAygLMhQuZ29vZ2xlLnByb3RvYnVmLkFueSL/AgoJRXJyb3JDb2RlEhoKFkVSUk9SX0NPREVfVU5TUEVDSUZJRUQQABIXChNFUlJPUl9DT0RFX0NBTkNFTEVEEAESHwobRVJST1JfQ09ERV9JTlZBTElEX0FSR1VNRU5UEAMSIAocRVJST1JfQ09ERV9ERUFETElORV9FWENFRURFRBAEEhgKFEVSUk9SX0NPREVfTk9UX0ZPVU5EEAUSHQoZRVJST1JfQ09ERV9BTFJFQURZX0VYSVNUUxAGEiAKHEVSUk9SX0NPREVfUEVSTUlTU0lPTl9ERU5JRUQQBxIhCh1FUlJPUl9DT0RFX1JFU09VUkNFX0VYSEFVU1RFRBAIEiIKHkVSUk9SX0NPREVfRkFJTEVEX1BSRUNPTkRJVElPThAJEhwKGEVSUk9SX0NPREVfVU5JTVBMRU1FTlRFRBAMEhoKFkVSUk9SX0NPREVfVU5BVkFJTEFCTEUQDhIeChpFUlJPUl9DT0RFX1VOQVVUSEVOVElDQVRFRBAQQgoKCHJlc3BvbnNlIhYKFFNlbmRSZXNwb25zZVJlc3BvbnNlIj4KGkV2ZW50RW52aXJvbm1lbnRTcGVjQ2hhbmdlEiAKDmVudmlyb25tZW50X2lkGAEgASgJQgi6SAVyA7ABASJAChxFdmVudEVudmlyb25tZW50TWFya2VkQWN0aXZlEiAKDmVudmlyb25tZW50X2lkGAEgASgJQgi6SAVyA7ABASJBChlFdmVudFNDTUludGVncmF0aW9uQ2hhbmdlEiQKEnNjbV9pbnRlZ3JhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiUwojRXZlbnRIb3N0QXV0aGVudGljYXRpb25Ub2tlbkRlbGV0ZWQSDAoEaG9zdBgBIAEoCRIeCgxwcmluY2lwYWxfaWQYAiABKAlCCLpIBXIDsAEBIkUKHUV2ZW50QWdlbnRFeGVjdXRpb25TcGVjQ2hhbmdlEiQKEmFnZW50X2V4ZWN1dGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiQQoZRXZlbnRMTE1JbnRlZ3JhdGlvbkNoYW5nZRIkChJsbG1faW50ZWdyYXRpb25faWQYASABKAlCCLpIBXIDsAEBIiAKHkV2ZW50UnVubmVyQ29uZmlndXJhdGlvbkNoYW5nZSI6ChZFdmVudEludGVncmF0aW9uQ2hhbmdlEiAKDmludGVncmF0aW9uX2lkGAEgASgJQgi6SAVyA7ABASI4ChdFdmVudFNuYXBzaG90U3BlY0NoYW5nZRIdCgtzbmFwc2hvdF9pZBgBIAEoCUIIukgFcgOwAQEiOQoXRXZlbnRXYXJtUG9vbFNwZWNDaGFuZ2USHgoMd2FybV9wb29sX2lkGAEgASgJQgi6SAVyA7ABASIhCghDYWxsUGluZxoJCgdSZXF1ZXN0GgoKCFJlc3BvbnNlIoYBChBDYWxsUGFyc2VDb250ZXh0GjQKB1JlcXVlc3QSEwoLY29udGV4dF91cmwYASABKAkSFAoMcHJpbmNpcGFsX2lkGAIgASgJGjwKCFJlc3BvbnNlEjAKBHJlc3AYASABKAsyIi5naXRwb2QudjEuUGFyc2VDb250ZXh0VVJMUmVzcG9uc2UimAEKHkNhbGxDaGVja0F1dGhlbnRpY2F0aW9uRm9ySG9zdBotCgdSZXF1ZXN0EgwKBGhvc3QYASABKAkSFAoMcHJpbmNpcGFsX2lkGAIgASgJGkcKCFJlc3BvbnNlEjsKBHJlc3AYASABKAsyLS5naXRwb2QudjEuQ2hlY2tBdXRoZW50aWNhdGlvbkZvckhvc3RSZXNwb25zZSKYAQoZQ2FsbENoZWNrUmVwb3NpdG9yeUFjY2Vzcxo3CgdSZXF1ZXN0EhQKDHByaW5jaXBhbF9pZBgBIAEoCRIWCg5yZXBvc2l0b3J5X3VybBgCIAEoCRpCCghSZXNwb25zZRI2CgRyZXNwGAEgASgLMiguZ2l0cG9kLnYxLkNoZWNrUmVwb3NpdG9yeUFjY2Vzc1Jlc3BvbnNlIu8CChZDYWxsU2VhcmNoUmVwb3NpdG9yaWVzGrkBCgdSZXF1ZXN0EhQKDHByaW5jaXBhbF9pZBgBIAEoCRIVCg1zZWFyY2hfc3RyaW5nGAIgASgJEhEKBWxpbWl0GAMgASgFQgIYARIwCgpwYWdpbmF0aW9uGAQgASgLMhwuZ2l0cG9kLnYxLlBhZ2luYXRpb25SZXF1ZXN0EhAKCHNjbV9ob3N0GAUgASgJEioKC3NlYXJjaF9tb2RlGAYgASgOMhUuZ2l0cG9kLnYxLlNlYXJjaE1vZGUamAEKCFJlc3BvbnNlEkYKDHJlcG9zaXRvcmllcxgBIAMoCzIwLmdpdHBvZC52MS5TZWFyY2hSZXBvc2l0b3JpZXNSZXNwb25zZS5SZXBvc2l0b3J5EjEKCnBhZ2luYXRpb24YAiABKAsyHS5naXRwb2QudjEuUGFnaW5hdGlvblJlc3BvbnNlEhEKCWxhc3RfcGFnZRgDIAEoBSKeAgoYQ2FsbExpc3RTQ01Pcmdhbml6YXRpb25zGnIKB1JlcXVlc3QSFAoMcHJpbmNpcGFsX2lkGAEgASgJEhAKCHNjbV9ob3N0GAIgASgJEg0KBXF1ZXJ5GAMgASgJEjAKCnBhZ2luYXRpb24YBCABKAsyHC5naXRwb2QudjEuUGFnaW5hdGlvblJlcXVlc3QajQEKCFJlc3BvbnNlEk4KDW9yZ2FuaXphdGlvbnMYASADKAsyNy5naXRwb2QudjEuTGlzdFNDTU9yZ2FuaXphdGlvbnNSZXNwb25zZS5TQ01Pcmdhbml6YXRpb24SMQoKcGFnaW5hdGlvbhgCIAEoCzIdLmdpdHBvZC52MS5QYWdpbmF0aW9uUmVzcG9uc2UiqAIKEkNhbGxWYWxpZGF0ZUNvbmZpZxp3CgdSZXF1ZXN0EjgKEWVudmlyb25tZW50X2NsYXNzGAEgASgLMhsuZ2l0cG9kLnYxLkVudmlyb25tZW50Q2xhc3NIABIoCgNzY20YAiABKAsyGS5naXRwb2QudjEuU0NNSW50ZWdyYXRpb25IAEIICgZjb25maWcamAEKCFJlc3BvbnNlEkgKEWVudmlyb25tZW50X2NsYXNzGAEgASgLMisuZ2l0cG9kLnYxLkVudmlyb25tZW50Q2xhc3NWYWxpZGF0aW9uUmVzdWx0SAASOAoDc2NtGAIgASgLMikuZ2l0cG9kLnYxLlNDTUludGVncmF0aW9uVmFsaWRhdGlvblJlc3VsdEgAQggKBnJlc3VsdCKBAwofQ2FsbFNlbmRNZXNzYWdlVG9BZ2VudEV4ZWN1dGlvbhrRAgoHUmVxdWVzdBIaChJhZ2VudF9leGVjdXRpb25faWQYASABKAkSLAoHbWVzc2FnZRgCIAEoCzIZLmdpdHBvZC52MS5Vc2VySW5wdXRCbG9ja0gAEjAKDWFnZW50X21lc3NhZ2UYAyABKAsyFy5naXRwb2QudjEuQWdlbnRNZXNzYWdlSAASKgoKd2FrZV9ldmVudBgEIAEoCzIULmdpdHBvZC52MS5XYWtlRXZlbnRIABI1Cg1jb250cm9sX2lucHV0GAYgASgLMhwuZ2l0cG9kLnYxLkFnZW50Q29udHJvbElucHV0SAASMAoOY29kZXhfc2V0dGluZ3MYBSABKAsyGC5naXRwb2QudjEuQ29kZXhTZXR0aW5ncxIsCgx0dXJuX29wdGlvbnMYByABKAsyFi5naXRwb2QudjEuVHVybk9wdGlvbnNCBwoFaW5wdXQaCgoIUmVzcG9uc2UibQoZQ2FsbEltcHJvdmVQcm9tcHRGb3JBZ2VudBorCgdSZXF1ZXN0EhAKCGFnZW50X2lkGAEgASgJEg4KBnByb21wdBgCIAEoCRojCghSZXNwb25zZRIXCg9pbXByb3ZlZF9wcm9tcHQYASABKAky/AUKGFJ1bm5lckludGVyYWN0aW9uU2VydmljZRI9CgZTaWdudXASGC5naXRwb2QudjEuU2lnbnVwUmVxdWVzdBoZLmdpdHBvZC52MS5TaWdudXBSZXNwb25zZRJbChBNYXJrUnVubmVyQWN0aXZlEiIuZ2l0cG9kLnYxLk1hcmtSdW5uZXJBY3RpdmVSZXF1ZXN0GiMuZ2l0cG9kLnYxLk1hcmtSdW5uZXJBY3RpdmVSZXNwb25zZRJhChJVcGRhdGVSdW5uZXJTdGF0dXMSJC5naXRwb2QudjEuVXBkYXRlUnVubmVyU3RhdHVzUmVxdWVzdBolLmdpdHBvZC52MS5VcGRhdGVSdW5uZXJTdGF0dXNSZXNwb25zZRJUCg1XYXRjaFJlcXVlc3RzEh8uZ2l0cG9kLnYxLldhdGNoUmVxdWVzdHNSZXF1ZXN0GiAuZ2l0cG9kLnYxLldhdGNoUmVxdWVzdHNSZXNwb25zZTABEk8KDFNlbmRSZXNwb25zZRIeLmdpdHBvZC52MS5TZW5kUmVzcG9uc2VSZXF1ZXN0Gh8uZ2l0cG9kLnYxLlNlbmRSZXNwb25zZVJlc3BvbnNlEmAKEEdldExhdGVzdFZlcnNpb24SIi5naXRwb2QudjEuR2V0TGF0ZXN0VmVyc2lvblJlcXVlc3QaIy5naXRwb2QudjEuR2V0TGF0ZXN0VmVyc2lvblJlc3BvbnNlIgOQAgEScgoWR2V0UnVubmVyQ29uZmlndXJhdGlvbhIoLmdpdHBvZC52MS5HZXRSdW5uZXJDb25maWd1cmF0aW9uUmVxdWVzdBopLmdpdHBvZC52MS5HZXRSdW5uZXJDb25maWd1cmF0aW9uUmVzcG9uc2UiA5ACARJkChNSZXBvcnRSdW5uZXJNZXRyaWNzEiUuZ2l0cG9kLnYxLlJlcG9ydFJ1bm5lck1ldHJpY3NSZXF1ZXN0GiYuZ2l0cG9kLnYxLlJlcG9ydFJ1bm5lck1ldHJpY3NSZXNwb25zZWIGcHJvdG8z", [file_buf_validate_validate, file_gitpod_v1_agent, file_gitpod_v1_pagination, file_gitpod_v1_runner, file_gitpod_v1_runner_configuration, file_google_protobuf_any]);
 
 /**
  * Request for Signup.
@@ -597,9 +603,1197 @@ export const ReportRunnerMetricsResponseSchema: GenMessage<ReportRunnerMetricsRe
   messageDesc(file_gitpod_v1_runner_interaction, 12);
 
 /**
+ * Request for WatchRequests.
+ *
+ * @generated from message gitpod.v1.WatchRequestsRequest
+ */
+export type WatchRequestsRequest = Message<"gitpod.v1.WatchRequestsRequest"> & {
+  /**
+   * @generated from field: string runner_id = 1;
+   */
+  runnerId: string;
+
+  /**
+   * Shard partitions this replica of a horizontally scaled runner handles.
+   *
+   * @generated from field: repeated int32 shard_ids = 2;
+   */
+  shardIds: number[];
+
+  /**
+   * Names the runner replica holding the stream; stable across reconnects.
+   *
+   * @generated from field: string worker_id = 3;
+   */
+  workerId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.WatchRequestsRequest.
+ * Use `create(WatchRequestsRequestSchema)` to create a new message.
+ */
+export const WatchRequestsRequestSchema: GenMessage<WatchRequestsRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 13);
+
+/**
+ * One message on the channel: an event (10-19) or a call (50-55, 60-62).
+ *
+ * @generated from message gitpod.v1.WatchRequestsResponse
+ */
+export type WatchRequestsResponse = Message<"gitpod.v1.WatchRequestsResponse"> & {
+  /**
+   * Correlates a call with its SendResponse.
+   *
+   * @generated from field: string request_id = 1;
+   */
+  requestId: string;
+
+  /**
+   * W3C trace context (traceparent, tracestate).
+   *
+   * @generated from field: map<string, string> trace_context = 2;
+   */
+  traceContext: { [key: string]: string };
+
+  /**
+   * @generated from oneof gitpod.v1.WatchRequestsResponse.request
+   */
+  request: {
+    /**
+     * @generated from field: gitpod.v1.EventEnvironmentSpecChange event_environment_spec_change = 10;
+     */
+    value: EventEnvironmentSpecChange;
+    case: "eventEnvironmentSpecChange";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.EventEnvironmentMarkedActive event_environment_marked_active = 11;
+     */
+    value: EventEnvironmentMarkedActive;
+    case: "eventEnvironmentMarkedActive";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.EventSCMIntegrationChange event_scm_integration_change = 12;
+     */
+    value: EventSCMIntegrationChange;
+    case: "eventScmIntegrationChange";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.EventHostAuthenticationTokenDeleted event_host_authentication_token_deleted = 13;
+     */
+    value: EventHostAuthenticationTokenDeleted;
+    case: "eventHostAuthenticationTokenDeleted";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.EventAgentExecutionSpecChange event_agent_execution_spec_change = 14;
+     */
+    value: EventAgentExecutionSpecChange;
+    case: "eventAgentExecutionSpecChange";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.EventLLMIntegrationChange event_llm_integration_change = 15;
+     */
+    value: EventLLMIntegrationChange;
+    case: "eventLlmIntegrationChange";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.EventRunnerConfigurationChange event_runner_configuration_change = 16;
+     */
+    value: EventRunnerConfigurationChange;
+    case: "eventRunnerConfigurationChange";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.EventIntegrationChange event_integration_change = 17;
+     */
+    value: EventIntegrationChange;
+    case: "eventIntegrationChange";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.EventSnapshotSpecChange event_snapshot_spec_change = 18;
+     */
+    value: EventSnapshotSpecChange;
+    case: "eventSnapshotSpecChange";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.EventWarmPoolSpecChange event_warm_pool_spec_change = 19;
+     */
+    value: EventWarmPoolSpecChange;
+    case: "eventWarmPoolSpecChange";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallParseContext.Request call_parse_context = 50;
+     */
+    value: CallParseContext_Request;
+    case: "callParseContext";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallPing.Request call_ping = 51;
+     */
+    value: CallPing_Request;
+    case: "callPing";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallCheckAuthenticationForHost.Request call_check_authentication_for_host = 52;
+     */
+    value: CallCheckAuthenticationForHost_Request;
+    case: "callCheckAuthenticationForHost";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallValidateConfig.Request call_validate_config = 53;
+     */
+    value: CallValidateConfig_Request;
+    case: "callValidateConfig";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallSendMessageToAgentExecution.Request call_send_message_to_agent_execution = 54;
+     */
+    value: CallSendMessageToAgentExecution_Request;
+    case: "callSendMessageToAgentExecution";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallImprovePromptForAgent.Request call_improve_prompt_for_agent = 55;
+     */
+    value: CallImprovePromptForAgent_Request;
+    case: "callImprovePromptForAgent";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallSearchRepositories.Request call_search_repositories = 60;
+     */
+    value: CallSearchRepositories_Request;
+    case: "callSearchRepositories";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallListSCMOrganizations.Request call_list_scm_organizations = 61;
+     */
+    value: CallListSCMOrganizations_Request;
+    case: "callListScmOrganizations";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallCheckRepositoryAccess.Request call_check_repository_access = 62;
+     */
+    value: CallCheckRepositoryAccess_Request;
+    case: "callCheckRepositoryAccess";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message gitpod.v1.WatchRequestsResponse.
+ * Use `create(WatchRequestsResponseSchema)` to create a new message.
+ */
+export const WatchRequestsResponseSchema: GenMessage<WatchRequestsResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 14);
+
+/**
+ * Request for SendResponse: the answer to one call, or the error it failed with.
+ * Numbers 3 and 4 are unused (not reserved upstream).
+ *
+ * @generated from message gitpod.v1.SendResponseRequest
+ */
+export type SendResponseRequest = Message<"gitpod.v1.SendResponseRequest"> & {
+  /**
+   * @generated from field: string runner_id = 1;
+   */
+  runnerId: string;
+
+  /**
+   * @generated from field: string request_id = 2;
+   */
+  requestId: string;
+
+  /**
+   * @generated from oneof gitpod.v1.SendResponseRequest.response
+   */
+  response: {
+    /**
+     * @generated from field: gitpod.v1.SendResponseRequest.CallError error = 5;
+     */
+    value: SendResponseRequest_CallError;
+    case: "error";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallParseContext.Response call_parse_context = 50;
+     */
+    value: CallParseContext_Response;
+    case: "callParseContext";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallPing.Response call_ping = 51;
+     */
+    value: CallPing_Response;
+    case: "callPing";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallCheckAuthenticationForHost.Response call_check_authentication_for_host = 52;
+     */
+    value: CallCheckAuthenticationForHost_Response;
+    case: "callCheckAuthenticationForHost";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallValidateConfig.Response call_validate_config = 53;
+     */
+    value: CallValidateConfig_Response;
+    case: "callValidateConfig";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallSendMessageToAgentExecution.Response call_send_message_to_agent_execution = 54;
+     */
+    value: CallSendMessageToAgentExecution_Response;
+    case: "callSendMessageToAgentExecution";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallImprovePromptForAgent.Response call_improve_prompt_for_agent = 55;
+     */
+    value: CallImprovePromptForAgent_Response;
+    case: "callImprovePromptForAgent";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallSearchRepositories.Response call_search_repositories = 60;
+     */
+    value: CallSearchRepositories_Response;
+    case: "callSearchRepositories";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallListSCMOrganizations.Response call_list_scm_organizations = 61;
+     */
+    value: CallListSCMOrganizations_Response;
+    case: "callListScmOrganizations";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.CallCheckRepositoryAccess.Response call_check_repository_access = 62;
+     */
+    value: CallCheckRepositoryAccess_Response;
+    case: "callCheckRepositoryAccess";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message gitpod.v1.SendResponseRequest.
+ * Use `create(SendResponseRequestSchema)` to create a new message.
+ */
+export const SendResponseRequestSchema: GenMessage<SendResponseRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 15);
+
+/**
+ * A call's failure, in the shape of google.rpc.Status.
+ *
+ * @generated from message gitpod.v1.SendResponseRequest.CallError
+ */
+export type SendResponseRequest_CallError = Message<"gitpod.v1.SendResponseRequest.CallError"> & {
+  /**
+   * @generated from field: gitpod.v1.SendResponseRequest.ErrorCode code = 1;
+   */
+  code: SendResponseRequest_ErrorCode;
+
+  /**
+   * @generated from field: string message = 2;
+   */
+  message: string;
+
+  /**
+   * @generated from field: repeated google.protobuf.Any details = 3;
+   */
+  details: Any[];
+};
+
+/**
+ * Describes the message gitpod.v1.SendResponseRequest.CallError.
+ * Use `create(SendResponseRequest_CallErrorSchema)` to create a new message.
+ */
+export const SendResponseRequest_CallErrorSchema: GenMessage<SendResponseRequest_CallError> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 15, 0);
+
+/**
+ * gRPC/Connect status codes a runner may answer a call with.
+ *
+ * @generated from enum gitpod.v1.SendResponseRequest.ErrorCode
+ */
+export enum SendResponseRequest_ErrorCode {
+  /**
+   * @generated from enum value: ERROR_CODE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: ERROR_CODE_CANCELED = 1;
+   */
+  CANCELED = 1,
+
+  /**
+   * @generated from enum value: ERROR_CODE_INVALID_ARGUMENT = 3;
+   */
+  INVALID_ARGUMENT = 3,
+
+  /**
+   * @generated from enum value: ERROR_CODE_DEADLINE_EXCEEDED = 4;
+   */
+  DEADLINE_EXCEEDED = 4,
+
+  /**
+   * @generated from enum value: ERROR_CODE_NOT_FOUND = 5;
+   */
+  NOT_FOUND = 5,
+
+  /**
+   * @generated from enum value: ERROR_CODE_ALREADY_EXISTS = 6;
+   */
+  ALREADY_EXISTS = 6,
+
+  /**
+   * @generated from enum value: ERROR_CODE_PERMISSION_DENIED = 7;
+   */
+  PERMISSION_DENIED = 7,
+
+  /**
+   * @generated from enum value: ERROR_CODE_RESOURCE_EXHAUSTED = 8;
+   */
+  RESOURCE_EXHAUSTED = 8,
+
+  /**
+   * @generated from enum value: ERROR_CODE_FAILED_PRECONDITION = 9;
+   */
+  FAILED_PRECONDITION = 9,
+
+  /**
+   * @generated from enum value: ERROR_CODE_UNIMPLEMENTED = 12;
+   */
+  UNIMPLEMENTED = 12,
+
+  /**
+   * @generated from enum value: ERROR_CODE_UNAVAILABLE = 14;
+   */
+  UNAVAILABLE = 14,
+
+  /**
+   * @generated from enum value: ERROR_CODE_UNAUTHENTICATED = 16;
+   */
+  UNAUTHENTICATED = 16,
+}
+
+/**
+ * Describes the enum gitpod.v1.SendResponseRequest.ErrorCode.
+ */
+export const SendResponseRequest_ErrorCodeSchema: GenEnum<SendResponseRequest_ErrorCode> = /*@__PURE__*/
+  enumDesc(file_gitpod_v1_runner_interaction, 15, 0);
+
+/**
+ * Response of SendResponse (empty).
+ *
+ * @generated from message gitpod.v1.SendResponseResponse
+ */
+export type SendResponseResponse = Message<"gitpod.v1.SendResponseResponse"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.SendResponseResponse.
+ * Use `create(SendResponseResponseSchema)` to create a new message.
+ */
+export const SendResponseResponseSchema: GenMessage<SendResponseResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 16);
+
+/**
+ * An environment's spec changed.
+ *
+ * @generated from message gitpod.v1.EventEnvironmentSpecChange
+ */
+export type EventEnvironmentSpecChange = Message<"gitpod.v1.EventEnvironmentSpecChange"> & {
+  /**
+   * @generated from field: string environment_id = 1;
+   */
+  environmentId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.EventEnvironmentSpecChange.
+ * Use `create(EventEnvironmentSpecChangeSchema)` to create a new message.
+ */
+export const EventEnvironmentSpecChangeSchema: GenMessage<EventEnvironmentSpecChange> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 17);
+
+/**
+ * An environment was marked active (a new activity signal).
+ *
+ * @generated from message gitpod.v1.EventEnvironmentMarkedActive
+ */
+export type EventEnvironmentMarkedActive = Message<"gitpod.v1.EventEnvironmentMarkedActive"> & {
+  /**
+   * @generated from field: string environment_id = 1;
+   */
+  environmentId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.EventEnvironmentMarkedActive.
+ * Use `create(EventEnvironmentMarkedActiveSchema)` to create a new message.
+ */
+export const EventEnvironmentMarkedActiveSchema: GenMessage<EventEnvironmentMarkedActive> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 18);
+
+/**
+ * One of the runner's SCM integrations changed.
+ *
+ * @generated from message gitpod.v1.EventSCMIntegrationChange
+ */
+export type EventSCMIntegrationChange = Message<"gitpod.v1.EventSCMIntegrationChange"> & {
+  /**
+   * @generated from field: string scm_integration_id = 1;
+   */
+  scmIntegrationId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.EventSCMIntegrationChange.
+ * Use `create(EventSCMIntegrationChangeSchema)` to create a new message.
+ */
+export const EventSCMIntegrationChangeSchema: GenMessage<EventSCMIntegrationChange> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 19);
+
+/**
+ * The stored credential of a principal for a host was deleted.
+ *
+ * @generated from message gitpod.v1.EventHostAuthenticationTokenDeleted
+ */
+export type EventHostAuthenticationTokenDeleted = Message<"gitpod.v1.EventHostAuthenticationTokenDeleted"> & {
+  /**
+   * @generated from field: string host = 1;
+   */
+  host: string;
+
+  /**
+   * @generated from field: string principal_id = 2;
+   */
+  principalId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.EventHostAuthenticationTokenDeleted.
+ * Use `create(EventHostAuthenticationTokenDeletedSchema)` to create a new message.
+ */
+export const EventHostAuthenticationTokenDeletedSchema: GenMessage<EventHostAuthenticationTokenDeleted> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 20);
+
+/**
+ * An agent execution's spec changed.
+ *
+ * @generated from message gitpod.v1.EventAgentExecutionSpecChange
+ */
+export type EventAgentExecutionSpecChange = Message<"gitpod.v1.EventAgentExecutionSpecChange"> & {
+  /**
+   * @generated from field: string agent_execution_id = 1;
+   */
+  agentExecutionId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.EventAgentExecutionSpecChange.
+ * Use `create(EventAgentExecutionSpecChangeSchema)` to create a new message.
+ */
+export const EventAgentExecutionSpecChangeSchema: GenMessage<EventAgentExecutionSpecChange> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 21);
+
+/**
+ * An LLM integration changed.
+ *
+ * @generated from message gitpod.v1.EventLLMIntegrationChange
+ */
+export type EventLLMIntegrationChange = Message<"gitpod.v1.EventLLMIntegrationChange"> & {
+  /**
+   * @generated from field: string llm_integration_id = 1;
+   */
+  llmIntegrationId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.EventLLMIntegrationChange.
+ * Use `create(EventLLMIntegrationChangeSchema)` to create a new message.
+ */
+export const EventLLMIntegrationChangeSchema: GenMessage<EventLLMIntegrationChange> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 22);
+
+/**
+ * The runner's configuration changed: re-read it with GetRunnerConfiguration.
+ *
+ * @generated from message gitpod.v1.EventRunnerConfigurationChange
+ */
+export type EventRunnerConfigurationChange = Message<"gitpod.v1.EventRunnerConfigurationChange"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.EventRunnerConfigurationChange.
+ * Use `create(EventRunnerConfigurationChangeSchema)` to create a new message.
+ */
+export const EventRunnerConfigurationChangeSchema: GenMessage<EventRunnerConfigurationChange> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 23);
+
+/**
+ * An integration changed.
+ *
+ * @generated from message gitpod.v1.EventIntegrationChange
+ */
+export type EventIntegrationChange = Message<"gitpod.v1.EventIntegrationChange"> & {
+  /**
+   * @generated from field: string integration_id = 1;
+   */
+  integrationId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.EventIntegrationChange.
+ * Use `create(EventIntegrationChangeSchema)` to create a new message.
+ */
+export const EventIntegrationChangeSchema: GenMessage<EventIntegrationChange> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 24);
+
+/**
+ * A snapshot's spec changed.
+ *
+ * @generated from message gitpod.v1.EventSnapshotSpecChange
+ */
+export type EventSnapshotSpecChange = Message<"gitpod.v1.EventSnapshotSpecChange"> & {
+  /**
+   * @generated from field: string snapshot_id = 1;
+   */
+  snapshotId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.EventSnapshotSpecChange.
+ * Use `create(EventSnapshotSpecChangeSchema)` to create a new message.
+ */
+export const EventSnapshotSpecChangeSchema: GenMessage<EventSnapshotSpecChange> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 25);
+
+/**
+ * A warm pool's spec changed.
+ *
+ * @generated from message gitpod.v1.EventWarmPoolSpecChange
+ */
+export type EventWarmPoolSpecChange = Message<"gitpod.v1.EventWarmPoolSpecChange"> & {
+  /**
+   * @generated from field: string warm_pool_id = 1;
+   */
+  warmPoolId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.EventWarmPoolSpecChange.
+ * Use `create(EventWarmPoolSpecChangeSchema)` to create a new message.
+ */
+export const EventWarmPoolSpecChangeSchema: GenMessage<EventWarmPoolSpecChange> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 26);
+
+/**
+ * Liveness probe of the channel.
+ *
+ * @generated from message gitpod.v1.CallPing
+ */
+export type CallPing = Message<"gitpod.v1.CallPing"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CallPing.
+ * Use `create(CallPingSchema)` to create a new message.
+ */
+export const CallPingSchema: GenMessage<CallPing> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 27);
+
+/**
+ * Request of a ping (empty).
+ *
+ * @generated from message gitpod.v1.CallPing.Request
+ */
+export type CallPing_Request = Message<"gitpod.v1.CallPing.Request"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CallPing.Request.
+ * Use `create(CallPing_RequestSchema)` to create a new message.
+ */
+export const CallPing_RequestSchema: GenMessage<CallPing_Request> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 27, 0);
+
+/**
+ * Response of a ping (empty).
+ *
+ * @generated from message gitpod.v1.CallPing.Response
+ */
+export type CallPing_Response = Message<"gitpod.v1.CallPing.Response"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CallPing.Response.
+ * Use `create(CallPing_ResponseSchema)` to create a new message.
+ */
+export const CallPing_ResponseSchema: GenMessage<CallPing_Response> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 27, 1);
+
+/**
+ * RunnerService.ParseContextURL, relayed to the runner.
+ *
+ * @generated from message gitpod.v1.CallParseContext
+ */
+export type CallParseContext = Message<"gitpod.v1.CallParseContext"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CallParseContext.
+ * Use `create(CallParseContextSchema)` to create a new message.
+ */
+export const CallParseContextSchema: GenMessage<CallParseContext> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 28);
+
+/**
+ * The public request without runner_id, on behalf of principal_id.
+ *
+ * @generated from message gitpod.v1.CallParseContext.Request
+ */
+export type CallParseContext_Request = Message<"gitpod.v1.CallParseContext.Request"> & {
+  /**
+   * @generated from field: string context_url = 1;
+   */
+  contextUrl: string;
+
+  /**
+   * @generated from field: string principal_id = 2;
+   */
+  principalId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.CallParseContext.Request.
+ * Use `create(CallParseContext_RequestSchema)` to create a new message.
+ */
+export const CallParseContext_RequestSchema: GenMessage<CallParseContext_Request> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 28, 0);
+
+/**
+ * The public response, embedded.
+ *
+ * @generated from message gitpod.v1.CallParseContext.Response
+ */
+export type CallParseContext_Response = Message<"gitpod.v1.CallParseContext.Response"> & {
+  /**
+   * @generated from field: gitpod.v1.ParseContextURLResponse resp = 1;
+   */
+  resp?: ParseContextURLResponse | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.CallParseContext.Response.
+ * Use `create(CallParseContext_ResponseSchema)` to create a new message.
+ */
+export const CallParseContext_ResponseSchema: GenMessage<CallParseContext_Response> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 28, 1);
+
+/**
+ * RunnerService.CheckAuthenticationForHost, relayed to the runner.
+ *
+ * @generated from message gitpod.v1.CallCheckAuthenticationForHost
+ */
+export type CallCheckAuthenticationForHost = Message<"gitpod.v1.CallCheckAuthenticationForHost"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CallCheckAuthenticationForHost.
+ * Use `create(CallCheckAuthenticationForHostSchema)` to create a new message.
+ */
+export const CallCheckAuthenticationForHostSchema: GenMessage<CallCheckAuthenticationForHost> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 29);
+
+/**
+ * The public request without runner_id, on behalf of principal_id.
+ *
+ * @generated from message gitpod.v1.CallCheckAuthenticationForHost.Request
+ */
+export type CallCheckAuthenticationForHost_Request = Message<"gitpod.v1.CallCheckAuthenticationForHost.Request"> & {
+  /**
+   * @generated from field: string host = 1;
+   */
+  host: string;
+
+  /**
+   * @generated from field: string principal_id = 2;
+   */
+  principalId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.CallCheckAuthenticationForHost.Request.
+ * Use `create(CallCheckAuthenticationForHost_RequestSchema)` to create a new message.
+ */
+export const CallCheckAuthenticationForHost_RequestSchema: GenMessage<CallCheckAuthenticationForHost_Request> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 29, 0);
+
+/**
+ * The public response, embedded.
+ *
+ * @generated from message gitpod.v1.CallCheckAuthenticationForHost.Response
+ */
+export type CallCheckAuthenticationForHost_Response = Message<"gitpod.v1.CallCheckAuthenticationForHost.Response"> & {
+  /**
+   * @generated from field: gitpod.v1.CheckAuthenticationForHostResponse resp = 1;
+   */
+  resp?: CheckAuthenticationForHostResponse | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.CallCheckAuthenticationForHost.Response.
+ * Use `create(CallCheckAuthenticationForHost_ResponseSchema)` to create a new message.
+ */
+export const CallCheckAuthenticationForHost_ResponseSchema: GenMessage<CallCheckAuthenticationForHost_Response> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 29, 1);
+
+/**
+ * RunnerService.CheckRepositoryAccess, relayed to the runner.
+ *
+ * @generated from message gitpod.v1.CallCheckRepositoryAccess
+ */
+export type CallCheckRepositoryAccess = Message<"gitpod.v1.CallCheckRepositoryAccess"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CallCheckRepositoryAccess.
+ * Use `create(CallCheckRepositoryAccessSchema)` to create a new message.
+ */
+export const CallCheckRepositoryAccessSchema: GenMessage<CallCheckRepositoryAccess> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 30);
+
+/**
+ * The public request with principal_id in place of runner_id.
+ *
+ * @generated from message gitpod.v1.CallCheckRepositoryAccess.Request
+ */
+export type CallCheckRepositoryAccess_Request = Message<"gitpod.v1.CallCheckRepositoryAccess.Request"> & {
+  /**
+   * @generated from field: string principal_id = 1;
+   */
+  principalId: string;
+
+  /**
+   * @generated from field: string repository_url = 2;
+   */
+  repositoryUrl: string;
+};
+
+/**
+ * Describes the message gitpod.v1.CallCheckRepositoryAccess.Request.
+ * Use `create(CallCheckRepositoryAccess_RequestSchema)` to create a new message.
+ */
+export const CallCheckRepositoryAccess_RequestSchema: GenMessage<CallCheckRepositoryAccess_Request> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 30, 0);
+
+/**
+ * The public response, embedded.
+ *
+ * @generated from message gitpod.v1.CallCheckRepositoryAccess.Response
+ */
+export type CallCheckRepositoryAccess_Response = Message<"gitpod.v1.CallCheckRepositoryAccess.Response"> & {
+  /**
+   * @generated from field: gitpod.v1.CheckRepositoryAccessResponse resp = 1;
+   */
+  resp?: CheckRepositoryAccessResponse | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.CallCheckRepositoryAccess.Response.
+ * Use `create(CallCheckRepositoryAccess_ResponseSchema)` to create a new message.
+ */
+export const CallCheckRepositoryAccess_ResponseSchema: GenMessage<CallCheckRepositoryAccess_Response> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 30, 1);
+
+/**
+ * RunnerService.SearchRepositories, relayed to the runner.
+ *
+ * @generated from message gitpod.v1.CallSearchRepositories
+ */
+export type CallSearchRepositories = Message<"gitpod.v1.CallSearchRepositories"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CallSearchRepositories.
+ * Use `create(CallSearchRepositoriesSchema)` to create a new message.
+ */
+export const CallSearchRepositoriesSchema: GenMessage<CallSearchRepositories> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 31);
+
+/**
+ * The public request with principal_id in place of runner_id.
+ *
+ * @generated from message gitpod.v1.CallSearchRepositories.Request
+ */
+export type CallSearchRepositories_Request = Message<"gitpod.v1.CallSearchRepositories.Request"> & {
+  /**
+   * @generated from field: string principal_id = 1;
+   */
+  principalId: string;
+
+  /**
+   * @generated from field: string search_string = 2;
+   */
+  searchString: string;
+
+  /**
+   * Superseded by pagination.page_size.
+   *
+   * @generated from field: int32 limit = 3 [deprecated = true];
+   * @deprecated
+   */
+  limit: number;
+
+  /**
+   * @generated from field: gitpod.v1.PaginationRequest pagination = 4;
+   */
+  pagination?: PaginationRequest | undefined;
+
+  /**
+   * @generated from field: string scm_host = 5;
+   */
+  scmHost: string;
+
+  /**
+   * @generated from field: gitpod.v1.SearchMode search_mode = 6;
+   */
+  searchMode: SearchMode;
+};
+
+/**
+ * Describes the message gitpod.v1.CallSearchRepositories.Request.
+ * Use `create(CallSearchRepositories_RequestSchema)` to create a new message.
+ */
+export const CallSearchRepositories_RequestSchema: GenMessage<CallSearchRepositories_Request> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 31, 0);
+
+/**
+ * The fields of the public response, copied (not embedded).
+ *
+ * @generated from message gitpod.v1.CallSearchRepositories.Response
+ */
+export type CallSearchRepositories_Response = Message<"gitpod.v1.CallSearchRepositories.Response"> & {
+  /**
+   * @generated from field: repeated gitpod.v1.SearchRepositoriesResponse.Repository repositories = 1;
+   */
+  repositories: SearchRepositoriesResponse_Repository[];
+
+  /**
+   * @generated from field: gitpod.v1.PaginationResponse pagination = 2;
+   */
+  pagination?: PaginationResponse | undefined;
+
+  /**
+   * @generated from field: int32 last_page = 3;
+   */
+  lastPage: number;
+};
+
+/**
+ * Describes the message gitpod.v1.CallSearchRepositories.Response.
+ * Use `create(CallSearchRepositories_ResponseSchema)` to create a new message.
+ */
+export const CallSearchRepositories_ResponseSchema: GenMessage<CallSearchRepositories_Response> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 31, 1);
+
+/**
+ * RunnerService.ListSCMOrganizations, relayed to the runner.
+ *
+ * @generated from message gitpod.v1.CallListSCMOrganizations
+ */
+export type CallListSCMOrganizations = Message<"gitpod.v1.CallListSCMOrganizations"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CallListSCMOrganizations.
+ * Use `create(CallListSCMOrganizationsSchema)` to create a new message.
+ */
+export const CallListSCMOrganizationsSchema: GenMessage<CallListSCMOrganizations> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 32);
+
+/**
+ * The public request with principal_id in place of runner_id.
+ *
+ * @generated from message gitpod.v1.CallListSCMOrganizations.Request
+ */
+export type CallListSCMOrganizations_Request = Message<"gitpod.v1.CallListSCMOrganizations.Request"> & {
+  /**
+   * @generated from field: string principal_id = 1;
+   */
+  principalId: string;
+
+  /**
+   * @generated from field: string scm_host = 2;
+   */
+  scmHost: string;
+
+  /**
+   * @generated from field: string query = 3;
+   */
+  query: string;
+
+  /**
+   * @generated from field: gitpod.v1.PaginationRequest pagination = 4;
+   */
+  pagination?: PaginationRequest | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.CallListSCMOrganizations.Request.
+ * Use `create(CallListSCMOrganizations_RequestSchema)` to create a new message.
+ */
+export const CallListSCMOrganizations_RequestSchema: GenMessage<CallListSCMOrganizations_Request> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 32, 0);
+
+/**
+ * The fields of the public response, copied (not embedded).
+ *
+ * @generated from message gitpod.v1.CallListSCMOrganizations.Response
+ */
+export type CallListSCMOrganizations_Response = Message<"gitpod.v1.CallListSCMOrganizations.Response"> & {
+  /**
+   * @generated from field: repeated gitpod.v1.ListSCMOrganizationsResponse.SCMOrganization organizations = 1;
+   */
+  organizations: ListSCMOrganizationsResponse_SCMOrganization[];
+
+  /**
+   * @generated from field: gitpod.v1.PaginationResponse pagination = 2;
+   */
+  pagination?: PaginationResponse | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.CallListSCMOrganizations.Response.
+ * Use `create(CallListSCMOrganizations_ResponseSchema)` to create a new message.
+ */
+export const CallListSCMOrganizations_ResponseSchema: GenMessage<CallListSCMOrganizations_Response> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 32, 1);
+
+/**
+ * Validation of an environment class or SCM integration by the runner (declared
+ * for the wire; this server does not send it).
+ *
+ * @generated from message gitpod.v1.CallValidateConfig
+ */
+export type CallValidateConfig = Message<"gitpod.v1.CallValidateConfig"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CallValidateConfig.
+ * Use `create(CallValidateConfigSchema)` to create a new message.
+ */
+export const CallValidateConfigSchema: GenMessage<CallValidateConfig> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 33);
+
+/**
+ * What to validate.
+ *
+ * @generated from message gitpod.v1.CallValidateConfig.Request
+ */
+export type CallValidateConfig_Request = Message<"gitpod.v1.CallValidateConfig.Request"> & {
+  /**
+   * @generated from oneof gitpod.v1.CallValidateConfig.Request.config
+   */
+  config: {
+    /**
+     * @generated from field: gitpod.v1.EnvironmentClass environment_class = 1;
+     */
+    value: EnvironmentClass;
+    case: "environmentClass";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.SCMIntegration scm = 2;
+     */
+    value: SCMIntegration;
+    case: "scm";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message gitpod.v1.CallValidateConfig.Request.
+ * Use `create(CallValidateConfig_RequestSchema)` to create a new message.
+ */
+export const CallValidateConfig_RequestSchema: GenMessage<CallValidateConfig_Request> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 33, 0);
+
+/**
+ * The validation result.
+ *
+ * @generated from message gitpod.v1.CallValidateConfig.Response
+ */
+export type CallValidateConfig_Response = Message<"gitpod.v1.CallValidateConfig.Response"> & {
+  /**
+   * @generated from oneof gitpod.v1.CallValidateConfig.Response.result
+   */
+  result: {
+    /**
+     * @generated from field: gitpod.v1.EnvironmentClassValidationResult environment_class = 1;
+     */
+    value: EnvironmentClassValidationResult;
+    case: "environmentClass";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.SCMIntegrationValidationResult scm = 2;
+     */
+    value: SCMIntegrationValidationResult;
+    case: "scm";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message gitpod.v1.CallValidateConfig.Response.
+ * Use `create(CallValidateConfig_ResponseSchema)` to create a new message.
+ */
+export const CallValidateConfig_ResponseSchema: GenMessage<CallValidateConfig_Response> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 33, 1);
+
+/**
+ * A message to a runner-side agent execution (declared for the wire; this server
+ * does not send it).
+ *
+ * @generated from message gitpod.v1.CallSendMessageToAgentExecution
+ */
+export type CallSendMessageToAgentExecution = Message<"gitpod.v1.CallSendMessageToAgentExecution"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CallSendMessageToAgentExecution.
+ * Use `create(CallSendMessageToAgentExecutionSchema)` to create a new message.
+ */
+export const CallSendMessageToAgentExecutionSchema: GenMessage<CallSendMessageToAgentExecution> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 34);
+
+/**
+ * The message and how to deliver it.
+ *
+ * @generated from message gitpod.v1.CallSendMessageToAgentExecution.Request
+ */
+export type CallSendMessageToAgentExecution_Request = Message<"gitpod.v1.CallSendMessageToAgentExecution.Request"> & {
+  /**
+   * @generated from field: string agent_execution_id = 1;
+   */
+  agentExecutionId: string;
+
+  /**
+   * @generated from oneof gitpod.v1.CallSendMessageToAgentExecution.Request.input
+   */
+  input: {
+    /**
+     * @generated from field: gitpod.v1.UserInputBlock message = 2;
+     */
+    value: UserInputBlock;
+    case: "message";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.AgentMessage agent_message = 3;
+     */
+    value: AgentMessage;
+    case: "agentMessage";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.WakeEvent wake_event = 4;
+     */
+    value: WakeEvent;
+    case: "wakeEvent";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.AgentControlInput control_input = 6;
+     */
+    value: AgentControlInput;
+    case: "controlInput";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * @generated from field: gitpod.v1.CodexSettings codex_settings = 5;
+   */
+  codexSettings?: CodexSettings | undefined;
+
+  /**
+   * @generated from field: gitpod.v1.TurnOptions turn_options = 7;
+   */
+  turnOptions?: TurnOptions | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.CallSendMessageToAgentExecution.Request.
+ * Use `create(CallSendMessageToAgentExecution_RequestSchema)` to create a new message.
+ */
+export const CallSendMessageToAgentExecution_RequestSchema: GenMessage<CallSendMessageToAgentExecution_Request> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 34, 0);
+
+/**
+ * Response (empty).
+ *
+ * @generated from message gitpod.v1.CallSendMessageToAgentExecution.Response
+ */
+export type CallSendMessageToAgentExecution_Response = Message<"gitpod.v1.CallSendMessageToAgentExecution.Response"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CallSendMessageToAgentExecution.Response.
+ * Use `create(CallSendMessageToAgentExecution_ResponseSchema)` to create a new message.
+ */
+export const CallSendMessageToAgentExecution_ResponseSchema: GenMessage<CallSendMessageToAgentExecution_Response> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 34, 1);
+
+/**
+ * Prompt improvement by a runner-side agent (declared for the wire; this server
+ * does not send it).
+ *
+ * @generated from message gitpod.v1.CallImprovePromptForAgent
+ */
+export type CallImprovePromptForAgent = Message<"gitpod.v1.CallImprovePromptForAgent"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.CallImprovePromptForAgent.
+ * Use `create(CallImprovePromptForAgentSchema)` to create a new message.
+ */
+export const CallImprovePromptForAgentSchema: GenMessage<CallImprovePromptForAgent> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 35);
+
+/**
+ * The prompt to improve.
+ *
+ * @generated from message gitpod.v1.CallImprovePromptForAgent.Request
+ */
+export type CallImprovePromptForAgent_Request = Message<"gitpod.v1.CallImprovePromptForAgent.Request"> & {
+  /**
+   * @generated from field: string agent_id = 1;
+   */
+  agentId: string;
+
+  /**
+   * @generated from field: string prompt = 2;
+   */
+  prompt: string;
+};
+
+/**
+ * Describes the message gitpod.v1.CallImprovePromptForAgent.Request.
+ * Use `create(CallImprovePromptForAgent_RequestSchema)` to create a new message.
+ */
+export const CallImprovePromptForAgent_RequestSchema: GenMessage<CallImprovePromptForAgent_Request> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 35, 0);
+
+/**
+ * The improved prompt.
+ *
+ * @generated from message gitpod.v1.CallImprovePromptForAgent.Response
+ */
+export type CallImprovePromptForAgent_Response = Message<"gitpod.v1.CallImprovePromptForAgent.Response"> & {
+  /**
+   * @generated from field: string improved_prompt = 1;
+   */
+  improvedPrompt: string;
+};
+
+/**
+ * Describes the message gitpod.v1.CallImprovePromptForAgent.Response.
+ * Use `create(CallImprovePromptForAgent_ResponseSchema)` to create a new message.
+ */
+export const CallImprovePromptForAgent_ResponseSchema: GenMessage<CallImprovePromptForAgent_Response> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_interaction, 35, 1);
+
+/**
  * RunnerInteractionService is called by runner processes themselves (authenticated
- * with a runner token) to register, send heartbeats, report status and fetch
- * their configuration. Only the subset of RPCs this server implements is declared.
+ * with a runner token) to register, send heartbeats, report status, fetch their
+ * configuration, and hold the channel over which the control plane pushes events
+ * and calls to them. Only the subset of RPCs this server implements is declared.
  *
  * @generated from service gitpod.v1.RunnerInteractionService
  */
@@ -633,6 +1827,27 @@ export const RunnerInteractionService: GenService<{
     methodKind: "unary";
     input: typeof UpdateRunnerStatusRequestSchema;
     output: typeof UpdateRunnerStatusResponseSchema;
+  },
+  /**
+   * The channel: a long-lived stream of events (notifications) and calls (requests
+   * the runner answers with SendResponse) from the control plane to the runner.
+   *
+   * @generated from rpc gitpod.v1.RunnerInteractionService.WatchRequests
+   */
+  watchRequests: {
+    methodKind: "server_streaming";
+    input: typeof WatchRequestsRequestSchema;
+    output: typeof WatchRequestsResponseSchema;
+  },
+  /**
+   * The runner's answer to one call received on WatchRequests.
+   *
+   * @generated from rpc gitpod.v1.RunnerInteractionService.SendResponse
+   */
+  sendResponse: {
+    methodKind: "unary";
+    input: typeof SendResponseRequestSchema;
+    output: typeof SendResponseResponseSchema;
   },
   /**
    * Tells the runner which version it should be running and where to get it.

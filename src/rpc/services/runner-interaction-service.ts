@@ -1,11 +1,22 @@
-// gitpod.v1.RunnerInteractionService: the calls a runner process makes about itself.
+// gitpod.v1.RunnerInteractionService: the calls a runner process makes about itself, and the
+// runner channel (WatchRequests / SendResponse).
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { RunnerInteractionService } from "../../../gen/gitpod/v1/runner_interaction_pb.js";
 import { requireRunner, requireRunnerSelf } from "../../domain/auth.js";
+import type { RunnerChannel } from "../../domain/runner-channel.js";
 import type { RunnerRegistry } from "../../domain/runner-registry.js";
-import { notImplemented } from "./not-implemented.js";
+import { latestVersionFor, type ReleaseSource } from "../../domain/releases.js";
+import { runnerConfigurationOf } from "../../domain/runner-configuration.js";
+import type { RunnerMetrics } from "../../domain/runner-metrics.js";
 
-export function runnerInteractionService(registry: RunnerRegistry): ServiceImpl<typeof RunnerInteractionService> {
+export interface RunnerInteractionDeps {
+  registry: RunnerRegistry;
+  channel: RunnerChannel;
+  releases: ReleaseSource;
+  metrics: RunnerMetrics;
+}
+
+export function runnerInteractionService({ registry, channel, releases, metrics }: RunnerInteractionDeps): ServiceImpl<typeof RunnerInteractionService> {
   return {
     async signup(request, ctx) {
       const runner = requireRunner(ctx);
@@ -25,8 +36,36 @@ export function runnerInteractionService(registry: RunnerRegistry): ServiceImpl<
       return {};
     },
 
-    getLatestVersion: notImplemented("GetLatestVersion", "it does not distribute runner releases"),
-    getRunnerConfiguration: notImplemented("GetRunnerConfiguration", "runner-side configuration delivery needs payload encryption, which is not built yet"),
-    reportRunnerMetrics: notImplemented("ReportRunnerMetrics", "it does not ingest runner metrics"),
+    // Only the runner itself, once signed up; the stream lasts until the runner goes away.
+    async *watchRequests(request, ctx) {
+      const runner = requireRunnerSelf(ctx, request.runnerId);
+      await registry.signedUp(runner.runnerId);
+      yield* channel.watch(runner.runnerId, { workerId: request.workerId, shardIds: request.shardIds }, ctx.signal);
+    },
+
+    async sendResponse(request, ctx) {
+      const runner = requireRunnerSelf(ctx, request.runnerId);
+      await channel.answer(runner.runnerId, request);
+      return {};
+    },
+
+    async getLatestVersion(request, ctx) {
+      const runner = requireRunnerSelf(ctx, request.runnerId);
+      const row = await registry.signedUp(runner.runnerId);
+      return latestVersionFor(releases.current(), row, request.currentVersion || row.statusVersion);
+    },
+
+    // Secrets sealed to the runner's Signup key; before Signup there is none: failed_precondition.
+    async getRunnerConfiguration(request, ctx) {
+      const runner = requireRunnerSelf(ctx, request.runnerId);
+      const row = await registry.signedUp(runner.runnerId);
+      return runnerConfigurationOf({ ...row, publicKey: row.publicKey ?? new Uint8Array(0) });
+    },
+
+    async reportRunnerMetrics(request, ctx) {
+      const runner = requireRunnerSelf(ctx, request.runnerId);
+      await metrics.report(await registry.signedUp(runner.runnerId), request.compressedMetrics);
+      return {};
+    },
   };
 }

@@ -1,31 +1,33 @@
 // gitpod.v1.RunnerService: thin handlers that check who may call and delegate to the use cases,
 // which apply the access rules (src/domain/access.ts).
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { DelegatedCalls, DelegationOptions } from "../../domain/delegated-calls.js";
 import type { RunnerService } from "../../../gen/gitpod/v1/runner_pb.js";
 import { callerOf, requireUser } from "../../domain/auth.js";
-import type { RunnerAction } from "../../domain/access.js";
 import { permissionDenied } from "../../domain/errors.js";
 import type { TokenIssuer } from "../../domain/id-tokens.js";
 import type { RunnerPolicies } from "../../domain/runner-policies.js";
 import type { RunnerRegistry } from "../../domain/runner-registry.js";
-import { notImplemented } from "./not-implemented.js";
 
-const noScm = "it has no SCM integrations";
+export interface RunnerServiceDeps {
+  registry: RunnerRegistry;
+  policies: RunnerPolicies;
+  tokens: TokenIssuer;
+  delegated: DelegatedCalls;
+  /** How long a delegated call waits for the runner when the caller sent no deadline. */
+  callTimeoutMs: number;
+}
 
-export function runnerService(registry: RunnerRegistry, policies: RunnerPolicies, tokens: TokenIssuer): ServiceImpl<typeof RunnerService> {
-  /**
-   * An RPC this server does not serve yet, whose access rule applies already: a caller who
-   * may not `action` the runner gets not_found or permission_denied, the others unimplemented.
-   */
-  const guardedNotImplemented =
-    (method: string, action: RunnerAction, reason: string) =>
-    async (request: { runnerId: string }, ctx: HandlerContext): Promise<never> => {
-      const user = requireUser(ctx);
-      // ParseContextURL may leave runner_id empty (the server would pick a runner).
-      if (request.runnerId !== "") await registry.authorize(user, request.runnerId, action);
-      return notImplemented(method, reason)();
-    };
-
+export function runnerService({ registry, policies, tokens, delegated, callTimeoutMs }: RunnerServiceDeps): ServiceImpl<typeof RunnerService> {
+  // The caller's deadline (else the default), its cancellation, and its trace context for the runner.
+  const delegation = (ctx: HandlerContext): DelegationOptions => {
+    const traceContext: Record<string, string> = {};
+    for (const name of ["traceparent", "tracestate"]) {
+      const value = ctx.requestHeader.get(name);
+      if (value) traceContext[name] = value;
+    }
+    return { timeoutMs: ctx.timeoutMs() ?? callTimeoutMs, signal: ctx.signal, traceContext };
+  };
   return {
     async createRunner(request, ctx) {
       const user = requireUser(ctx);
@@ -69,12 +71,12 @@ export function runnerService(registry: RunnerRegistry, policies: RunnerPolicies
       const runner = await registry.authorize(user, request.runnerId, "manage");
       return { accessToken: await tokens.logsToken(user, runner) };
     },
-    // The SCM calls through a runner are "use".
-    parseContextURL: guardedNotImplemented("ParseContextURL", "use", noScm),
-    searchRepositories: guardedNotImplemented("SearchRepositories", "use", noScm),
-    listSCMOrganizations: guardedNotImplemented("ListSCMOrganizations", "use", noScm),
-    checkAuthenticationForHost: guardedNotImplemented("CheckAuthenticationForHost", "use", noScm),
-    checkRepositoryAccess: guardedNotImplemented("CheckRepositoryAccess", "use", noScm),
+    // Relayed to a runner over the runner channel (src/domain/delegated-calls.ts), for users who may use it.
+    parseContextURL: (request, ctx) => delegated.parseContextUrl(requireUser(ctx), request, delegation(ctx)),
+    searchRepositories: (request, ctx) => delegated.searchRepositories(requireUser(ctx), request, delegation(ctx)),
+    listSCMOrganizations: (request, ctx) => delegated.listScmOrganizations(requireUser(ctx), request, delegation(ctx)),
+    checkAuthenticationForHost: (request, ctx) => delegated.checkAuthenticationForHost(requireUser(ctx), request, delegation(ctx)),
+    checkRepositoryAccess: (request, ctx) => delegated.checkRepositoryAccess(requireUser(ctx), request, delegation(ctx)),
 
     async listRunnerPolicies(request, ctx) {
       const { policies: page, nextToken } = await policies.list(requireUser(ctx), request.runnerId, request.pagination);
