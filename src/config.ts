@@ -45,6 +45,12 @@ export interface Config {
   authFailureLimit: number;
   authFailureWindowMs: number;
   // --- end reliability ---
+  // --- runner channel (issue 13) ---
+  /** How long a delegated RPC waits for the runner's answer when its caller sent no deadline. */
+  runnerCallTimeoutMs: number;
+  /** A WatchRequests stream quiet for this long gets a CallPing (keeps proxies from closing it). */
+  runnerKeepaliveMs: number;
+  // --- end runner channel ---
 }
 
 export class ConfigError extends Error {}
@@ -104,8 +110,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxInFlight: integer(env, "MAX_IN_FLIGHT", 1024, 0, 1_000_000),
     unaryFastPath: boolean(env, "UNARY_FAST_PATH", true),
     ...reliability(env),
+    ...runnerChannel(env),
   };
 }
+
+// --- runner channel (issue 13) ---
+function runnerChannel(env: NodeJS.ProcessEnv) {
+  return {
+    runnerCallTimeoutMs: integer(env, "RUNNER_CALL_TIMEOUT_SECONDS", 15, 1, 600) * 1000,
+    runnerKeepaliveMs: integer(env, "RUNNER_KEEPALIVE_SECONDS", 20, 1, 300) * 1000,
+  };
+}
+// --- end runner channel ---
 
 // --- reliability (issue 5) ---
 function reliability(env: NodeJS.ProcessEnv) {

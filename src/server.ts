@@ -12,6 +12,9 @@ import { Authenticator } from "./domain/auth.js";
 import { CredentialCache } from "./domain/credential-cache.js";
 import { PageTokenCodec } from "./domain/page-token.js";
 import { RunnerRegistry } from "./domain/runner-registry.js";
+import { RunnerChannel } from "./domain/runner-channel.js";
+import { DelegatedCalls } from "./domain/delegated-calls.js";
+import { RunnerChannelStore } from "./store/runner-channel-store.js";
 import type { Database } from "./store/db/database.js";
 import { CREDENTIALS_CHANNEL } from "./store/credential-revocations.js";
 import { IdentityStore } from "./store/identity-store.js";
@@ -101,9 +104,25 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     },
   );
   app.addHook("onClose", async () => stopListening().catch(() => {}));
-  const registry = new RunnerRegistry(runnerStore, clock, { windowMs: config.livenessWindowMs }, pageTokens, (revocation) =>
-    credentials.revoke(revocation),
+  // The runner channel (src/domain/runner-channel.ts): streams end first on close, so runners
+  // reconnect elsewhere; its notifications stop before the database closes.
+  const channel = new RunnerChannel(new RunnerChannelStore(db), {
+    keepaliveMs: config.runnerKeepaliveMs,
+    pingKey: await sharedSecret(db, "channel_ping_key"),
+    warn: (fields, message) => app.log.warn(fields, message),
+  });
+  await channel.start(db);
+  app.addHook("preClose", () => channel.drain());
+  app.addHook("onClose", () => channel.close());
+  const registry = new RunnerRegistry(
+    runnerStore,
+    clock,
+    { windowMs: config.livenessWindowMs },
+    pageTokens,
+    (revocation) => credentials.revoke(revocation),
+    (runnerId) => channel.sendEvent(runnerId, { case: "eventRunnerConfigurationChange", value: {} }),
   );
+  const delegated = new DelegatedCalls(runnerStore, channel);
   const authenticator = new Authenticator(identities, runnerStore, credentials);
   // Brute-force protection (src/ops/rate-limit.ts): AUTH_FAILURE_LIMIT failures per address and window.
   const authFailures =
@@ -141,9 +160,9 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   ];
   await registerRpcRoutes(app, {
     services: [
-      serviceRoute(RunnerService, runnerService(registry)),
+      serviceRoute(RunnerService, runnerService({ registry, delegated, callTimeoutMs: config.runnerCallTimeoutMs })),
       serviceRoute(IdentityService, identityService(registry)),
-      serviceRoute(RunnerInteractionService, runnerInteractionService(registry)),
+      serviceRoute(RunnerInteractionService, runnerInteractionService({ registry, channel })),
     ],
     interceptors,
     reflectionInterceptors: [metrics.interceptor(), limiter.interceptor(), observeInterceptor()],

@@ -197,9 +197,10 @@ export interface Outcome {
  * RPC semantics (404 for an unknown path, 415 for an unknown content type, ...) is reported as
  * `http_<status>`.
  */
-export function outcomeOf(response: RawResponse): Outcome & { protocol: WireProtocol | "http" } {
+export function outcomeOf(response: RawResponse, options: { streaming?: boolean } = {}): Outcome & { protocol: WireProtocol | "http" } {
   const problems: string[] = [];
   const contentType = response.headers["content-type"] ?? "";
+  if (/^application\/connect\+(json|proto)\b/.test(contentType)) return connectStreamOutcome(response, contentType);
   if (/^application\/(json|proto)\b/.test(contentType)) {
     const protocol = contentType.startsWith("application/json") ? "connect-json" : "connect-binary";
     try {
@@ -286,9 +287,43 @@ export function outcomeOf(response: RawResponse): Outcome & { protocol: WireProt
   } catch {
     problems.push("grpc-message is not percent-encoded");
   }
-  if (code === "ok" && dataFrames.length !== 1) problems.push(`OK with ${dataFrames.length} messages`);
-  if (code !== "ok" && dataFrames.length !== 0) problems.push(`error ${code} after ${dataFrames.length} messages`);
+  // A unary call answers one message or an error; a stream (WatchRequests) any number, then its status.
+  const streaming = options.streaming === true;
+  if (!streaming && code === "ok" && dataFrames.length !== 1) problems.push(`OK with ${dataFrames.length} messages`);
+  if (!streaming && code !== "ok" && dataFrames.length !== 0) problems.push(`error ${code} after ${dataFrames.length} messages`);
   return { protocol, code, message, problems, payload: dataFrames[0] };
+}
+
+/**
+ * A Connect streaming response (server streaming): HTTP 200, enveloped messages (flag 0, or 1
+ * when compressed), then an end-of-stream envelope (flag 2) whose JSON holds the error, if any.
+ */
+function connectStreamOutcome(response: RawResponse, contentType: string): Outcome & { protocol: WireProtocol | "http" } {
+  const protocol = contentType.startsWith("application/connect+json") ? "connect-json" : "connect-binary";
+  const problems: string[] = [];
+  if (response.status !== 200) problems.push(`HTTP ${response.status} with content-type ${contentType}`);
+  const frames = parseFrames(response.body);
+  if (!frames) return { protocol, code: "missing_status", message: "", problems: [...problems, "body is not a sequence of envelopes"] };
+  const end = frames.at(-1);
+  if (!end || !(end.flags & 0x02)) return { protocol, code: "missing_status", message: "", problems: [...problems, "no end-of-stream envelope"] };
+  let payload: Uint8Array = end.payload;
+  if (end.flags & 1) {
+    try {
+      payload = decompress(response.headers["connect-content-encoding"], payload);
+    } catch (err) {
+      problems.push(`end-of-stream envelope does not decompress: ${(err as Error).message}`);
+    }
+  }
+  let json: { error?: { code?: unknown; message?: unknown } };
+  try {
+    json = JSON.parse(Buffer.from(payload).toString("utf8"));
+  } catch {
+    return { protocol, code: "missing_status", message: "", problems: [...problems, "end-of-stream envelope is not JSON"] };
+  }
+  if (json.error === undefined) return { protocol, code: "ok", message: "", problems, payload: frames[0]?.payload };
+  const code = json.error.code;
+  if (typeof code !== "string" || !(code in connectHttpStatus)) problems.push(`end-of-stream error code ${String(code)}`);
+  return { protocol, code: String(code), message: typeof json.error.message === "string" ? json.error.message : "", problems };
 }
 
 function decompress(encoding: string | undefined, body: Buffer | Uint8Array): Buffer {

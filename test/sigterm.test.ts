@@ -4,7 +4,6 @@
 // SHUTDOWN_TIMEOUT_MS, and every runner whose creation was acknowledged is in the database.
 //
 //   npx vitest run test/sigterm.test.ts          (add TEST_DATABASE_URL=… for PostgreSQL)
-import { spawn, type ChildProcess } from "node:child_process";
 import { createHash, randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import * as net from "node:net";
@@ -17,10 +16,10 @@ import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { openDatabase, type Database } from "../src/store/db/database.js";
 import { issueApiKey } from "../src/domain/accounts.js";
-import { projectRoot } from "../src/paths.js";
 import { IdentityStore } from "../src/store/identity-store.js";
 import { systemClock } from "../src/domain/clock.js";
 import { openTestDatabase, testDatabaseUrl, uniqueSlug } from "./harness.js";
+import { startServerProcess } from "./server-process.js";
 
 const SHUTDOWN_TIMEOUT_MS = 3_000;
 const EXIT_MARGIN_MS = 3_000;
@@ -38,30 +37,6 @@ interface Call {
   transport?: string;
   runnerId?: string;
   exchangeToken?: string;
-}
-
-function startProcess(env: Record<string, string>): Promise<{ child: ChildProcess; port: number; output: () => string }> {
-  const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-    cwd: projectRoot,
-    env: { ...process.env, DATABASE_URL: "", PORT: "0", HOST: "127.0.0.1", SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS), ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout!.on("data", (chunk) => (output += chunk));
-  child.stderr!.on("data", (chunk) => (output += chunk));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
-    const check = () => {
-      const match = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
-      if (match && output.includes('"msg":"ready"')) {
-        clearTimeout(timer);
-        child.stdout!.off("data", check);
-        resolve({ child, port: Number(match[1]), output: () => output });
-      }
-    };
-    child.stdout!.on("data", check);
-    child.on("exit", (code) => reject(new Error(`server exited with ${code} before it was ready:\n${output}`)));
-  });
 }
 
 /** Whether a fresh TCP connection to the port is refused. */
@@ -85,7 +60,7 @@ describe("SIGTERM under load", () => {
       apiKey = (await issueApiKey(new IdentityStore(db), systemClock, { organizationSlug: uniqueSlug("sigterm"), userEmail: "ops@example.com" })).apiKey;
       await db.close();
     }
-    const { child, port, output } = await startProcess(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: dataDir });
+    const { child, port, output } = await startServerProcess({ SHUTDOWN_TIMEOUT_MS: String(SHUTDOWN_TIMEOUT_MS), ...(databaseUrl ? { DATABASE_URL: databaseUrl } : { DATA_DIR: dataDir }) });
     if (!databaseUrl) apiKey = readFileSync(join(dataDir, "initial-api-key"), "utf8").trim();
     const exited = new Promise<{ code: number | null; at: number }>((resolve) => child.on("exit", (code) => resolve({ code, at: performance.now() })));
 

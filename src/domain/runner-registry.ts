@@ -48,6 +48,8 @@ export class RunnerRegistry {
     private readonly pageTokens: PageTokenCodec,
     /** Called when credentials stop being valid, so caches can drop them at once. */
     private readonly onRevoked: (revocation: Revocation) => void = () => {},
+    /** Called (and awaited) after UpdateRunner changed a runner's spec.configuration; the runner is told. */
+    private readonly onConfigurationChanged: (runnerId: string) => Promise<void> = async () => {},
   ) {
     this.reads = new Batcher(async (ids) => {
       const rows = new Map((await store.getMany([...new Set(ids)])).map((row) => [row.id, row]));
@@ -101,7 +103,11 @@ export class RunnerRegistry {
   async update(organizationId: string, request: UpdateRunnerRequest): Promise<void> {
     const patch = specPatchFrom(request);
     const changesSomething = Object.values(patch).some((value) => value !== undefined);
-    if (changesSomething && (await this.store.update(organizationId, request.runnerId, patch, this.clock.now()))) return;
+    if (changesSomething && (await this.store.update(organizationId, request.runnerId, patch, this.clock.now()))) {
+      const configurationChanged = Object.entries(patch).some(([field, value]) => value !== undefined && field !== "name" && field !== "desiredPhase");
+      if (configurationChanged) await this.onConfigurationChanged(request.runnerId.toLowerCase());
+      return;
+    }
     const existing = await this.store.existing(organizationId, request.runnerId);
     if (!existing || existing.deleted) throw notFound(`runner ${request.runnerId}`);
     if (!changesSomething) return; // nothing to change: updated_at stays
@@ -172,6 +178,14 @@ export class RunnerRegistry {
       additionalInfo: request.additionalInfo.map(({ key, value }) => ({ key, value })),
     };
     if (!(await this.store.updateStatus(runnerId, patch, this.clock.now()))) throw this.notSignedUp(runnerId);
+  }
+
+  /** The calling runner's own row; `failed_precondition` before Signup. */
+  async signedUp(runnerId: string): Promise<RunnerRow> {
+    const row = await this.reads.submit(runnerId);
+    if (!row) throw notFound(`runner ${runnerId}`);
+    if (!row.signedUpAt) throw this.notSignedUp(runnerId);
+    return row;
   }
 
   private notSignedUp(runnerId: string): ConnectError {

@@ -13,6 +13,7 @@ import type { DescMethod } from "@bufbuild/protobuf";
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 import { collectDefaultMetrics, Registry, type Metric } from "prom-client";
 import { IdentityService } from "../../gen/gitpod/v1/identity_pb.js";
+import { atStreamEnd } from "./stream-end.js";
 
 /** gRPC status names as the gRPC ecosystem prints them (Go's codes.Code.String()). */
 const CODE_NAMES = [
@@ -214,15 +215,21 @@ export class Metrics {
       stats.started++;
       const started = performance.now();
       let code: number = Code.Unknown;
+      let streaming = false;
       try {
         const res = await next(req);
         code = 0;
-        return res;
+        // A stream is handled when its messages end (a client that goes away: canceled).
+        streaming = res.stream;
+        return atStreamEnd(res, (end) => {
+          const final = end.kind === "completed" ? 0 : end.kind === "canceled" ? Code.Canceled : end.error instanceof ConnectError ? end.error.code : Code.Unknown;
+          stats!.record(final, (performance.now() - started) / 1000);
+        });
       } catch (err) {
         code = err instanceof ConnectError ? err.code : Code.Unknown;
         throw err;
       } finally {
-        stats.record(code, (performance.now() - started) / 1000);
+        if (!streaming) stats.record(code, (performance.now() - started) / 1000);
         if (req.method === exchangeTokenMethod) {
           if (code === 0) this.exchangeOutcomes.success++;
           else if (code === Code.Unauthenticated || code === Code.InvalidArgument || code === Code.ResourceExhausted) {

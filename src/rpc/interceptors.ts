@@ -4,6 +4,8 @@ import { Code, ConnectError, createContextKey, type Interceptor } from "@connect
 import { createValidateInterceptor } from "@connectrpc/validate";
 import type { FastifyBaseLogger } from "fastify";
 import { isConnectionError } from "../store/db/database.js";
+import { atStreamEnd } from "../ops/stream-end.js";
+import { clientMessageFor } from "./protocol-guards.js";
 import { type Authenticator, callerKey } from "../domain/auth.js";
 import { IdentityService } from "../../gen/gitpod/v1/identity_pb.js";
 import { PaginationRequestSchema, type PaginationRequest } from "../../gen/gitpod/v1/pagination_pb.js";
@@ -18,11 +20,7 @@ export function observeInterceptor(): Interceptor {
     const started = performance.now();
     const log = req.contextValues.get(loggerKey);
     const procedure = `${req.service.typeName}/${req.method.name}`;
-    try {
-      const res = await next(req);
-      log?.info({ procedure, protocol: req.header.get("content-type"), code: "ok", ms: elapsed(started) }, "rpc");
-      return res;
-    } catch (err) {
+    const failed = (err: unknown): ConnectError => {
       const error = toPublicError(err);
       const fields = {
         procedure,
@@ -34,8 +32,25 @@ export function observeInterceptor(): Interceptor {
       if (error.code === Code.Internal) log?.error({ ...fields, err }, "rpc failed unexpectedly");
       else if (error.code === Code.Unavailable) log?.warn({ ...fields, cause: (err as Error).message }, "rpc");
       else log?.info(fields, "rpc");
-      throw error;
+      return error;
+    };
+    let res;
+    try {
+      res = await next(req);
+    } catch (err) {
+      throw failed(err);
     }
+    if (!res.stream) {
+      log?.info({ procedure, protocol: req.header.get("content-type"), code: "ok", ms: elapsed(started) }, "rpc");
+      return res;
+    }
+    // A stream's line is written when it ends (a client that went away ends it canceled).
+    return atStreamEnd(res, (end) => {
+      if (end.kind === "failed") return failed(end.error);
+      const code = end.kind === "completed" ? "ok" : "canceled";
+      log?.info({ procedure, protocol: req.header.get("content-type"), code, ms: elapsed(started) }, "rpc");
+      return undefined;
+    });
   };
 }
 
@@ -49,7 +64,11 @@ function elapsed(started: number): number {
 }
 
 function toPublicError(err: unknown): ConnectError {
-  if (err instanceof ConnectError) return err;
+  if (err instanceof ConnectError) {
+    // A streaming request is decoded inside the call (a unary one before it: protocol-guards.ts).
+    const clientMessage = err.code === Code.Internal ? clientMessageFor(err.rawMessage) : undefined;
+    return clientMessage === undefined ? err : new ConnectError(clientMessage, Code.InvalidArgument);
+  }
   if (isConnectionError(err)) return new ConnectError("the database is unavailable, retry later", Code.Unavailable);
   return new ConnectError("internal error", Code.Internal);
 }

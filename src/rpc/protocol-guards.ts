@@ -126,7 +126,7 @@ async function rewrite(response: UniversalServerResponse): Promise<UniversalServ
 }
 
 /** The client-facing message for an `internal` one that is really the client's fault, else undefined. */
-function clientMessageFor(internalMessage: string): string | undefined {
+export function clientMessageFor(internalMessage: string): string | undefined {
   if (internalMessage.startsWith(PARSE_BINARY)) return CLIENT_MESSAGE + internalMessage.slice(PARSE_BINARY.length);
   if (internalMessage === COMPRESSED_WITHOUT_ENCODING) return `${internalMessage} (no grpc-encoding header)`;
   // Only request bodies are decompressed, so this is always the client's data.

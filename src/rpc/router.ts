@@ -5,6 +5,7 @@ import { fastifyConnectPlugin } from "@connectrpc/connect-fastify";
 import { Code, ConnectError, createConnectRouter, type ConnectRouter, type ContextValues, type Interceptor } from "@connectrpc/connect";
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { createRegistry, type DescFile } from "@bufbuild/protobuf";
 import { withProtocolGuards, withSafeJsonDecoding } from "./protocol-guards.js";
 import { reflectionRoutes } from "./reflection.js";
 import { unaryFastPath, type FastPathProtocol, type ServiceRoute } from "./unary-fast-path.js";
@@ -30,7 +31,10 @@ export async function registerRpcRoutes(app: FastifyInstance, options: RpcRoutes
   const routes = (router: ConnectRouter) => {
     for (const { service, impl } of services) router.service(service, impl as never);
   };
-  const jsonOptions = withSafeJsonDecoding({ ignoreUnknownFields: true }); // src/rpc/protocol-guards.ts
+  // The registry resolves google.protobuf.Any in JSON (SendResponse's CallError.details): every
+  // message of the served files and the files they import.
+  const registry = createRegistry(...withImports(services.map(({ service }) => service.file)));
+  const jsonOptions = withSafeJsonDecoding({ ignoreUnknownFields: true, registry }); // src/rpc/protocol-guards.ts
   const connectOptions: Parameters<typeof fastifyConnectPlugin>[1] = {
     routes: withProtocolGuards(routes, options), // src/rpc/protocol-guards.ts
     interceptors,
@@ -73,4 +77,15 @@ export async function registerRpcRoutes(app: FastifyInstance, options: RpcRoutes
     routes: withProtocolGuards(reflectionRoutes(services.map(({ service }) => service)), options),
     interceptors: options.reflectionInterceptors,
   });
+}
+
+function withImports(files: DescFile[]): DescFile[] {
+  const all = new Set<DescFile>();
+  const add = (file: DescFile) => {
+    if (all.has(file)) return;
+    all.add(file);
+    file.dependencies.forEach(add);
+  };
+  files.forEach(add);
+  return [...all];
 }

@@ -1,15 +1,31 @@
 // gitpod.v1.RunnerService: thin handlers that check who may call and delegate to the registry.
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import type { DelegatedCalls, DelegationOptions } from "../../domain/delegated-calls.js";
 import type { RunnerService } from "../../../gen/gitpod/v1/runner_pb.js";
 import { callerOf, requireUser } from "../../domain/auth.js";
 import { permissionDenied } from "../../domain/errors.js";
 import type { RunnerRegistry } from "../../domain/runner-registry.js";
 import { notImplemented } from "./not-implemented.js";
 
-const noScm = "it has no SCM integrations";
 const noPolicies = "runner policies (group roles) are not supported yet";
 
-export function runnerService(registry: RunnerRegistry): ServiceImpl<typeof RunnerService> {
+export interface RunnerServiceDeps {
+  registry: RunnerRegistry;
+  delegated: DelegatedCalls;
+  /** How long a delegated call waits for the runner when the caller sent no deadline. */
+  callTimeoutMs: number;
+}
+
+export function runnerService({ registry, delegated, callTimeoutMs }: RunnerServiceDeps): ServiceImpl<typeof RunnerService> {
+  // The caller's deadline (else the default), its cancellation, and its trace context for the runner.
+  const delegation = (ctx: HandlerContext): DelegationOptions => {
+    const traceContext: Record<string, string> = {};
+    for (const name of ["traceparent", "tracestate"]) {
+      const value = ctx.requestHeader.get(name);
+      if (value) traceContext[name] = value;
+    }
+    return { timeoutMs: ctx.timeoutMs() ?? callTimeoutMs, signal: ctx.signal, traceContext };
+  };
   return {
     async createRunner(request, ctx) {
       const user = requireUser(ctx);
@@ -50,11 +66,14 @@ export function runnerService(registry: RunnerRegistry): ServiceImpl<typeof Runn
     },
 
     createRunnerLogsToken: notImplemented("CreateRunnerLogsToken", "runner logs are not proxied"),
-    parseContextURL: notImplemented("ParseContextURL", noScm),
-    searchRepositories: notImplemented("SearchRepositories", noScm),
-    listSCMOrganizations: notImplemented("ListSCMOrganizations", noScm),
-    checkAuthenticationForHost: notImplemented("CheckAuthenticationForHost", noScm),
-    checkRepositoryAccess: notImplemented("CheckRepositoryAccess", noScm),
+
+    // Relayed to a runner over the runner channel (src/domain/delegated-calls.ts).
+    parseContextURL: (request, ctx) => delegated.parseContextUrl(requireUser(ctx), request, delegation(ctx)),
+    searchRepositories: (request, ctx) => delegated.searchRepositories(requireUser(ctx), request, delegation(ctx)),
+    listSCMOrganizations: (request, ctx) => delegated.listScmOrganizations(requireUser(ctx), request, delegation(ctx)),
+    checkAuthenticationForHost: (request, ctx) => delegated.checkAuthenticationForHost(requireUser(ctx), request, delegation(ctx)),
+    checkRepositoryAccess: (request, ctx) => delegated.checkRepositoryAccess(requireUser(ctx), request, delegation(ctx)),
+
     listRunnerPolicies: notImplemented("ListRunnerPolicies", noPolicies),
     createRunnerPolicy: notImplemented("CreateRunnerPolicy", noPolicies),
     updateRunnerPolicy: notImplemented("UpdateRunnerPolicy", noPolicies),
