@@ -164,13 +164,12 @@ describe("page tokens", () => {
     expect(paginate([], 10, "")).toMatchObject({ items: [], nextToken: "", lastPage: 1 });
   });
   it.each(["garbage", "0/3/61", "-1/3/61"])("refuses the token %j", (token) => {
-    const failure = (() => {
-      try {
-        paginate(items, 25, token);
-      } catch (err) {
-        return err;
-      }
-    })();
+    let failure: unknown;
+    try {
+      paginate(items, 25, token);
+    } catch (err) {
+      failure = err;
+    }
     expect(failure).toBeInstanceOf(CallFailure);
     expect((failure as CallFailure).code).toBe(ErrorCode.INVALID_ARGUMENT);
   });
