@@ -3,7 +3,7 @@
 // of bare repositories that the test makes with real git commands. Two kinds of paths misbehave
 // on purpose: /private/… demands HTTP Basic authentication, /slow/… is held until `release()`.
 import { execFileSync, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -102,6 +102,11 @@ export class GitServer {
     }
     rmSync(scratch, { recursive: true, force: true });
     return { commits };
+  }
+
+  /** A copy of a repository made before, under another path (cheaper than making it again). */
+  copyRepo(from: string, to: string): void {
+    cpSync(join(this.root, from), join(this.root, to), { recursive: true });
   }
 
   /** Answers every held /slow/ request (with a 503, so git gives up). */
