@@ -9,7 +9,7 @@ import { ContextUrlError, parseContextUrl, redactUrl, type ParsedContext } from 
 import { classify, parseLsRemote } from "../src/runner-agent/scm/git-remote.js";
 import { HostMap } from "../src/runner-agent/scm/providers.js";
 import { paginate } from "../src/runner-agent/scm/repos-dir.js";
-import { parseOptions, UsageError } from "../src/runner-agent/options.js";
+import { HELP, OPTIONS, parseOptions, UsageError } from "../src/runner-agent/options.js";
 import { RUNNER_VERSION } from "../src/runner-agent/version.js";
 import { CallFailure, ErrorCode } from "../src/runner-agent/call-failure.js";
 
@@ -206,6 +206,10 @@ describe("command line", () => {
   ])("refuses %j", (argv, message) => {
     expect(() => parseOptions(argv as string[], {})).toThrow(UsageError);
     expect(() => parseOptions(argv as string[], {})).toThrow(message);
+  });
+  it("documents every option in --help", () => {
+    for (const name of Object.keys(OPTIONS)) expect(HELP, name).toMatch(new RegExp(`^  --${name}\\b`, "m"));
+    expect(HELP).toContain("RUNNER_EXCHANGE_TOKEN");
   });
   it("reports the version of package.json", () => {
     const pkg = JSON.parse(readFileSync(join(projectRoot, "package.json"), "utf8")) as { version: string };

@@ -431,6 +431,15 @@ describe("stopping, dying and restarting", () => {
     expect(answer.git!.branch).toBe("trunk");
   });
 
+  it("prints its help, and names a bad option (exit code 2)", async () => {
+    const help = startRunner(["--help"]);
+    expect(await withDeadline(help.exited, 15_000, "--help did not exit")).toBe(0);
+    expect(help.stdout).toMatch(/^Usage: npm run runner -- --url URL/);
+    const bad = startRunner(["--url", server.baseUrl, "--heartbeat-seconds", "often"]);
+    expect(await withDeadline(bad.exited, 15_000, "a bad option did not exit")).toBe(2);
+    expect(bad.stderr).toContain('--heartbeat-seconds must be a number of seconds from 0.05 to 3600, not "often"');
+  });
+
   it("refuses to start without credentials, and stops with exit code 1 when its runner is deleted", async () => {
     const empty = startRunner(["--url", server.baseUrl, "--state-dir", newStateDir()]);
     expect(await withDeadline(empty.exited, 15_000, "the runner did not exit")).toBe(1);

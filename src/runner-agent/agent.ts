@@ -22,28 +22,18 @@ import { redactUrl } from "./scm/context-url.js";
 import type { Level, Logger } from "./log.js";
 import { generateKeyPair, matches, openSealed } from "./sealed-box.js";
 import { hashToken, StateDir, StateError, type KeyPair } from "./state.js";
-import { createRunnerTransport, type HttpVersion, type Protocol, type RunnerTransport } from "./transport.js";
+import type { RunnerOptions } from "./options.js";
+import { createRunnerTransport, type RunnerTransport } from "./transport.js";
 import { RUNNER_VERSION } from "./version.js";
 
-export interface AgentOptions {
-  url: string;
-  exchangeToken: string | undefined;
-  stateDir: string;
-  protocol: Protocol;
-  httpVersion: HttpVersion;
-  ca: Buffer | undefined;
-  /** Mean time between heartbeats; each wait is drawn from ±10 % of it. */
-  heartbeatMs: number;
-  /** Reconnect delays double from 500 ms up to this. */
-  reconnectMaxMs: number;
-  /** A stream that brings nothing for this long is taken for dead and reopened. */
-  streamIdleMs: number;
-  workerId: string | undefined;
-  shardIds: number[];
+export type AgentOptions = Pick<
+  RunnerOptions,
+  "url" | "exchangeToken" | "stateDir" | "protocol" | "httpVersion" | "ca" | "heartbeatMs" | "reconnectMaxMs" | "streamIdleMs" | "workerId" | "shardIds"
+> & {
   /** --log-level was given: the configuration's log level does not override it. */
   logLevelFixed: boolean;
   handlers: CallHandlers;
-}
+};
 
 /** Stops the runner with exit code 1: nothing a retry could fix. */
 export class FatalError extends Error {}

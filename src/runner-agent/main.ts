@@ -36,21 +36,7 @@ async function main(): Promise<number> {
     onUnresolved: (host, reason) => log.warn("could not reach the git host; answering the context as the URL gives it", { host, reason }),
   });
   const agent = new RunnerAgent(
-    {
-      url: options.url,
-      exchangeToken: options.exchangeToken,
-      stateDir: options.stateDir,
-      protocol: options.protocol,
-      httpVersion: options.httpVersion,
-      ca: options.ca,
-      heartbeatMs: options.heartbeatMs,
-      reconnectMaxMs: options.reconnectMaxMs,
-      streamIdleMs: options.streamIdleMs,
-      workerId: options.workerId,
-      shardIds: options.shardIds,
-      logLevelFixed: options.logLevel !== undefined,
-      handlers: { scm, repos },
-    },
+    { ...options, logLevelFixed: options.logLevel !== undefined, handlers: { scm, repos } },
     log,
   );
   let signals = 0;

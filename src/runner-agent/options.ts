@@ -19,8 +19,11 @@ export interface RunnerOptions {
   reposDir: string | undefined;
   reposUrl: string | undefined;
   scmHosts: [string, ProviderId][];
+  /** Mean time between heartbeats; each wait is drawn from ±10 % of it. */
   heartbeatMs: number;
+  /** Reconnect delays double from 500 ms up to this. */
   reconnectMaxMs: number;
+  /** A stream that brings nothing for this long is taken for dead and reopened. */
   streamIdleMs: number;
   gitTimeoutMs: number;
   gitConcurrency: number;
@@ -29,6 +32,30 @@ export interface RunnerOptions {
   logFormat: "json" | "plain";
   logLevel: Level | undefined;
 }
+
+/** Every option of the command line (each one is explained in HELP). */
+export const OPTIONS = {
+  url: { type: "string" },
+  "exchange-token": { type: "string" },
+  "state-dir": { type: "string" },
+  protocol: { type: "string" },
+  "http-version": { type: "string" },
+  "ca-file": { type: "string" },
+  "repos-dir": { type: "string" },
+  "repos-url": { type: "string" },
+  "scm-host": { type: "string", multiple: true },
+  "git-timeout-seconds": { type: "string" },
+  "git-concurrency": { type: "string" },
+  "heartbeat-seconds": { type: "string" },
+  "reconnect-max-seconds": { type: "string" },
+  "stream-idle-seconds": { type: "string" },
+  "worker-id": { type: "string" },
+  "shard-ids": { type: "string" },
+  "log-format": { type: "string" },
+  "log-level": { type: "string" },
+  version: { type: "boolean" },
+  help: { type: "boolean", short: "h" },
+} as const;
 
 export const HELP = `Usage: npm run runner -- --url URL [--exchange-token TOKEN] [options]
 
@@ -119,28 +146,7 @@ export function parseOptions(argv: string[], env: NodeJS.ProcessEnv = process.en
       args: argv,
       strict: true,
       allowPositionals: false,
-      options: {
-        url: { type: "string" },
-        "exchange-token": { type: "string" },
-        "state-dir": { type: "string" },
-        protocol: { type: "string" },
-        "http-version": { type: "string" },
-        "ca-file": { type: "string" },
-        "repos-dir": { type: "string" },
-        "repos-url": { type: "string" },
-        "scm-host": { type: "string", multiple: true },
-        "git-timeout-seconds": { type: "string" },
-        "git-concurrency": { type: "string" },
-        "heartbeat-seconds": { type: "string" },
-        "reconnect-max-seconds": { type: "string" },
-        "stream-idle-seconds": { type: "string" },
-        "worker-id": { type: "string" },
-        "shard-ids": { type: "string" },
-        "log-format": { type: "string" },
-        "log-level": { type: "string" },
-        version: { type: "boolean" },
-        help: { type: "boolean", short: "h" },
-      },
+      options: OPTIONS,
     });
   } catch (err) {
     throw new UsageError((err as Error).message);

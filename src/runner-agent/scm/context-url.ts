@@ -120,44 +120,70 @@ function rest(url: URL, segments: string[], what: string): string[] {
   return segments;
 }
 
-// github.com/OWNER/REPO[.git] [/tree|blob|commits/REF[/PATH]] [/commit/SHA] [/releases/tag/TAG]
-//   [/pull/N[/files|commits…]] [/issues/N]; anything else under the repository is the repository.
-function parseGitHub(url: URL, host: string, segments: string[]): ParsedContext {
-  const [owner, rawRepo, kind, ...more] = segments;
-  needRepository(url, owner, rawRepo, "GitHub");
-  const repo = stripGit(rawRepo);
-  const base = origin(url, host, ["github.com", "www.github.com"]);
-  const webUrl = `${base}/${owner}/${repo}`;
-  let target: Target = { kind: "repository" };
-  switch (kind) {
-    case "tree":
-    case "blob":
-    case "commits":
-      target = { kind: "ref", segments: rest(url, more, "branch, tag or commit") };
-      break;
-    case "commit":
-      target = { kind: "commit", sha: commit(url, more[0]) };
-      break;
-    case "releases":
-      if (more[0] === "tag") target = { kind: "tag", name: rest(url, more.slice(1), "tag").join("/") };
-      break;
-    case "pull":
-      target = { kind: "pull-request", number: number(url, more[0], "pull request") };
-      break;
-    case "issues":
-      if (more.length > 0) target = { kind: "issue", number: number(url, more[0], "issue") };
-      break;
-  }
-  return { provider: "github", host: host.replace(/^www\./, ""), owner: owner!, repo, cloneUrl: `${webUrl}.git`, webUrl, target };
-}
-
 function commit(url: URL, value: string | undefined): string {
   if (!value || !COMMIT.test(value)) throw new ContextUrlError(`${withoutCredentials(url)}: "${value ?? ""}" is not a commit id`);
   return value.toLowerCase();
 }
 
+/** What the path after the repository names: its first segment → the target (undefined: the repository). */
+type Routes = Record<string, (url: URL, more: string[]) => Target | undefined>;
+
+const ref = (url: URL, more: string[]): Target => ({ kind: "ref", segments: rest(url, more, "branch, tag or commit") });
+const commitAt = (url: URL, more: string[]): Target => ({ kind: "commit", sha: commit(url, more[0]) });
+const pullRequest =
+  (what: string) =>
+  (url: URL, more: string[]): Target => ({ kind: "pull-request", number: number(url, more[0], what) });
+const issue = (url: URL, more: string[]): Target | undefined => (more.length > 0 ? { kind: "issue", number: number(url, more[0], "issue") } : undefined);
+const tag = (url: URL, more: string[]): Target => ({ kind: "tag", name: rest(url, more, "tag").join("/") });
+
+// github.com/OWNER/REPO[.git] [/tree|blob|commits/REF[/PATH]] [/commit/SHA] [/releases/tag/TAG]
+//   [/pull/N[/files|commits…]] [/issues/N]; anything else under the repository is the repository.
+const GITHUB: Routes = {
+  tree: ref,
+  blob: ref,
+  commits: ref,
+  commit: commitAt,
+  releases: (url, more) => (more[0] === "tag" ? tag(url, more.slice(1)) : undefined),
+  pull: pullRequest("pull request"),
+  issues: issue,
+};
+
 // gitlab.com/GROUP[/SUBGROUP…]/REPO[.git] [/-/tree|blob|commits/REF[/PATH]] [/-/commit/SHA]
 //   [/-/tags/TAG] [/-/merge_requests/N[/diffs…]] [/-/issues/N]
+const GITLAB: Routes = {
+  tree: ref,
+  blob: ref,
+  commits: ref,
+  commit: commitAt,
+  tags: (url, more) => (more.length > 0 ? tag(url, more) : undefined),
+  merge_requests: pullRequest("merge request"),
+  issues: issue,
+};
+
+// bitbucket.org/WORKSPACE/REPO[.git] [/src/REF[/PATH]] [/branch/BRANCH] [/commits/SHA]
+//   [/commits/tag/TAG] [/pull-requests/N[/…]] [/issues/N[/…]]
+const BITBUCKET: Routes = {
+  src: (url, more) => (more.length > 0 ? ref(url, more) : undefined),
+  branch: (url, more) => ({ kind: "branch", name: rest(url, more, "branch").join("/") }),
+  commits: (url, more) => (more[0] === "tag" ? tag(url, more.slice(1)) : more.length > 0 ? commitAt(url, more) : undefined),
+  "pull-requests": pullRequest("pull request"),
+  issues: issue,
+};
+
+function route(routes: Routes, url: URL, kind: string | undefined, more: string[]): Target {
+  const handler = kind !== undefined && Object.hasOwn(routes, kind) ? routes[kind] : undefined;
+  return handler?.(url, more) ?? { kind: "repository" };
+}
+
+function parseGitHub(url: URL, host: string, segments: string[]): ParsedContext {
+  const [owner, rawRepo, kind, ...more] = segments;
+  needRepository(url, owner, rawRepo, "GitHub");
+  const repo = stripGit(rawRepo);
+  const webUrl = `${origin(url, host, ["github.com", "www.github.com"])}/${owner}/${repo}`;
+  const target = route(GITHUB, url, kind, more);
+  return { provider: "github", host: host.replace(/^www\./, ""), owner: owner!, repo, cloneUrl: `${webUrl}.git`, webUrl, target };
+}
+
 function parseGitLab(url: URL, host: string, segments: string[]): ParsedContext {
   const dash = segments.indexOf("-");
   const project = dash === -1 ? segments : segments.slice(0, dash);
@@ -167,56 +193,15 @@ function parseGitLab(url: URL, host: string, segments: string[]): ParsedContext 
   needRepository(url, owner, rawRepo, "GitLab");
   const repo = stripGit(rawRepo);
   const webUrl = `${origin(url, host, ["gitlab.com"])}/${owner}/${repo}`;
-  let target: Target = { kind: "repository" };
-  switch (kind) {
-    case "tree":
-    case "blob":
-    case "commits":
-      target = { kind: "ref", segments: rest(url, more, "branch, tag or commit") };
-      break;
-    case "commit":
-      target = { kind: "commit", sha: commit(url, more[0]) };
-      break;
-    case "tags":
-      if (more.length > 0) target = { kind: "tag", name: more.join("/") };
-      break;
-    case "merge_requests":
-      target = { kind: "pull-request", number: number(url, more[0], "merge request") };
-      break;
-    case "issues":
-      if (more.length > 0) target = { kind: "issue", number: number(url, more[0], "issue") };
-      break;
-  }
-  return { provider: "gitlab", host, owner, repo, cloneUrl: `${webUrl}.git`, webUrl, target };
+  return { provider: "gitlab", host, owner, repo, cloneUrl: `${webUrl}.git`, webUrl, target: route(GITLAB, url, kind, more) };
 }
 
-// bitbucket.org/WORKSPACE/REPO[.git] [/src/REF[/PATH]] [/branch/BRANCH] [/commits/SHA]
-//   [/commits/tag/TAG] [/pull-requests/N[/…]] [/issues/N[/…]]
 function parseBitbucket(url: URL, host: string, segments: string[]): ParsedContext {
   const [owner, rawRepo, kind, ...more] = segments;
   needRepository(url, owner, rawRepo, "Bitbucket");
   const repo = stripGit(rawRepo);
   const webUrl = `${origin(url, host, ["bitbucket.org"])}/${owner}/${repo}`;
-  let target: Target = { kind: "repository" };
-  switch (kind) {
-    case "src":
-      if (more.length > 0) target = { kind: "ref", segments: more };
-      break;
-    case "branch":
-      target = { kind: "branch", name: rest(url, more, "branch").join("/") };
-      break;
-    case "commits":
-      if (more[0] === "tag") target = { kind: "tag", name: rest(url, more.slice(1), "tag").join("/") };
-      else if (more.length > 0) target = { kind: "commit", sha: commit(url, more[0]) };
-      break;
-    case "pull-requests":
-      target = { kind: "pull-request", number: number(url, more[0], "pull request") };
-      break;
-    case "issues":
-      if (more.length > 0) target = { kind: "issue", number: number(url, more[0], "issue") };
-      break;
-  }
-  return { provider: "bitbucket", host, owner: owner!, repo, cloneUrl: `${webUrl}.git`, webUrl, target };
+  return { provider: "bitbucket", host, owner: owner!, repo, cloneUrl: `${webUrl}.git`, webUrl, target: route(BITBUCKET, url, kind, more) };
 }
 
 // dev.azure.com/ORG/PROJECT/_git/REPO and ORG.visualstudio.com/PROJECT/_git/REPO, with
