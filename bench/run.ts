@@ -18,6 +18,7 @@ import { CreateRunnerRequestSchema, GetRunnerRequestSchema } from "../gen/gitpod
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { generateToken, hashToken } from "../src/domain/tokens.js";
 import { projectRoot } from "../src/paths.js";
+import { channelRoundTrip, newRunner, openStreams, type StreamsResult } from "./channel.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 3);
@@ -26,6 +27,9 @@ const ADMIN_URL = process.env.BENCH_DATABASE_URL ?? "postgres://postgres@127.0.0
 const READ_RUNNERS = 1000;
 const FLEET_RUNNERS = Number(process.env.BENCH_FLEET_RUNNERS ?? 10_000);
 const ONLY = process.env.BENCH_ONLY?.split(",");
+/** WatchRequests streams the `streams` scenario opens (one connection each), over STREAM_RUNNERS runners. */
+const STREAMS = Number(process.env.BENCH_STREAMS ?? 10_000);
+const STREAM_RUNNERS = 100;
 const WORKERS = process.env.BENCH_WORKERS; // passed through to the server (node:cluster experiment)
 // pgbench's default (simple) query protocol, which the targets in the performance issue
 // were calibrated with; variables are substituted as text, hence ':org' in the scripts.
@@ -501,6 +505,38 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       results.push(row);
     }
 
+    // ------------------------------------------------------------ the runner channel (bench/channel.ts)
+    const wants = (key: string) => !ONLY || ONLY.includes(key);
+    const channelRows: { title: string; m: Measurement }[] = [];
+    if (wants("channel_rtt_same")) {
+      const m = await channelRoundTrip({ callerPort: server.port, streamPort: server.port, apiKey: auth, seconds: SECONDS, concurrency: CONCURRENCY });
+      log(`channel_rtt_same: ${m.rps.toFixed(0)} req/s (p50 ${m.p50.toFixed(1)} ms, p99 ${m.p99.toFixed(1)} ms, errors ${m.errors})`);
+      channelRows.push({ title: "Delegated ParseContextURL, runner's stream on the caller's replica (gRPC)", m });
+    }
+    let otherRtt: Measurement | undefined;
+    if (wants("channel_rtt_other")) {
+      const other = await startServer();
+      try {
+        otherRtt = await channelRoundTrip({ callerPort: server.port, streamPort: other.port, apiKey: auth, seconds: SECONDS, concurrency: CONCURRENCY });
+        log(`channel_rtt_other: ${otherRtt.rps.toFixed(0)} req/s (p50 ${otherRtt.p50.toFixed(1)} ms, p99 ${otherRtt.p99.toFixed(1)} ms, errors ${otherRtt.errors})`);
+        channelRows.push({ title: "Delegated ParseContextURL, runner's stream on another replica (gRPC)", m: otherRtt });
+      } finally {
+        await stopServer(other);
+      }
+    }
+    let streams: (StreamsResult & { rssMb: number }) | undefined;
+    if (wants("streams")) {
+      const runners = [];
+      for (let i = 0; i < STREAM_RUNNERS; i++) runners.push(await newRunner(server.port, auth, `bench stream runner ${i}`));
+      server.maxRssMb = 0;
+      const result = await openStreams({
+        port: server.port, apiKey: auth, runners, count: STREAMS, log,
+        sampleRss: () => (server!.maxRssMb = Math.max(server!.maxRssMb, rssOf(server!.child.pid!))),
+      });
+      streams = { ...result, rssMb: server.maxRssMb };
+      log(`streams: ${streams.streams} open in ${streams.openMs.toFixed(0)} ms, RSS ${streams.rssMb.toFixed(0)} MB, event to all in ${streams.eventMs.toFixed(0)} ms (${streams.missed} missed)`);
+    }
+
     // ------------------------------------------------------------ report
     const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
     const byKey = (key: string) => results.find((r) => r.scenario.key === key);
@@ -527,6 +563,14 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       "read = one primary-key SELECT of the same columns; list = the same ORDER BY … LIMIT 26 query; exchange = the conditional UPDATE + INSERT;",
       "heartbeat = one UPDATE per request; fleet = those scripts at the same weights. Authentication is not in the pgbench side.",
     ];
+    if (channelRows.length > 0) {
+      lines.push("", "| runner channel | req/s | p50 ms | p99 ms | errors |", "|---|--:|--:|--:|--:|",
+        ...channelRows.map(({ title, m }) => `| ${title} | ${fmt(m.rps)} | ${fmt(m.p50, 1)} | ${fmt(m.p99, 1)} | ${m.errors} |`));
+    }
+    if (streams) {
+      lines.push("", `Open WatchRequests streams (one HTTP/1.1 connection each, ${STREAM_RUNNERS} runners): ${streams.streams} open in ${fmt(streams.openMs)} ms, ` +
+        `server RSS ${fmt(streams.rssMb)} MB, an EventRunnerConfigurationChange (UpdateRunner of every runner at once) reached all of them in ${fmt(streams.eventMs)} ms (${streams.missed} missed within 10 s).`);
+    }
     const protocolRows = ["get_h2_json", "get_h2_binary", "get_grpc"].map((key) => [key, median(byKey(key)?.server.map((x) => x.rps) ?? [])] as const);
     const fastest = Math.max(...protocolRows.map(([, rps]) => rps).filter(Number.isFinite));
     if (Number.isFinite(fastest)) {
@@ -545,6 +589,9 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       heartbeat_rps: fmt(median(heartbeatRow?.server.map((x) => x.rps) ?? [])),
       heartbeat_p99_ms: fmt(median(heartbeatRow?.server.map((x) => x.p99) ?? [])),
       max_rss_mb: fmt(Math.max(...results.map((r) => r.rss))),
+      channel_rtt_p99_ms: fmt((otherRtt ?? channelRows[0]?.m)?.p99 ?? NaN, 1),
+      streams: streams ? String(streams.streams - streams.missed) : "–",
+      streams_rss_mb: streams ? fmt(streams.rssMb) : "–",
       errors: String(results.reduce((sum, r) => sum + r.errors, 0)),
     };
     process.stdout.write(`bench: ${Object.entries(summary).map(([k, v]) => `${k}=${v}`).join(" ")}\n`);

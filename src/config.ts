@@ -1,7 +1,8 @@
 // Server configuration, read once from the environment and validated up front so a
 // typo fails the start with a message instead of surfacing as odd behaviour later.
 // docs/operations.md lists every variable.
-import { accessSync, constants } from "node:fs";
+import { accessSync, constants, readFileSync } from "node:fs";
+import { parseReleaseManifest } from "./domain/releases.js";
 
 export interface Config {
   port: number;
@@ -50,6 +51,10 @@ export interface Config {
   runnerCallTimeoutMs: number;
   /** A WatchRequests stream quiet for this long gets a CallPing (keeps proxies from closing it). */
   runnerKeepaliveMs: number;
+  /** Release manifest for GetLatestVersion (JSON; src/domain/releases.ts); undefined = a runner's current version is the latest. */
+  runnerReleasesFile: string | undefined;
+  /** Prometheus remote-write endpoint runner metrics are forwarded to; undefined = ReportRunnerMetrics is refused. */
+  metricsRemoteWriteUrl: string | undefined;
   // --- end runner channel ---
 }
 
@@ -119,7 +124,41 @@ function runnerChannel(env: NodeJS.ProcessEnv) {
   return {
     runnerCallTimeoutMs: integer(env, "RUNNER_CALL_TIMEOUT_SECONDS", 15, 1, 600) * 1000,
     runnerKeepaliveMs: integer(env, "RUNNER_KEEPALIVE_SECONDS", 20, 1, 300) * 1000,
+    runnerReleasesFile: releasesFile(env),
+    metricsRemoteWriteUrl: remoteWriteUrl(env),
   };
+}
+
+function releasesFile(env: NodeJS.ProcessEnv): string | undefined {
+  const file = env.RUNNER_RELEASES_FILE || undefined;
+  if (file === undefined) return undefined;
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    throw new ConfigError(`RUNNER_RELEASES_FILE is not a readable file: ${file}`);
+  }
+  try {
+    parseReleaseManifest(text);
+  } catch (err) {
+    throw new ConfigError(`RUNNER_RELEASES_FILE ${file} is not a valid release manifest: ${(err as Error).message}`);
+  }
+  return file;
+}
+
+function remoteWriteUrl(env: NodeJS.ProcessEnv): string | undefined {
+  const raw = env.METRICS_REMOTE_WRITE_URL || undefined;
+  if (raw === undefined) return undefined;
+  let url: URL | undefined;
+  try {
+    url = new URL(raw);
+  } catch {
+    url = undefined;
+  }
+  if (!url || (url.protocol !== "http:" && url.protocol !== "https:")) {
+    throw new ConfigError("METRICS_REMOTE_WRITE_URL must be an http:// or https:// URL such as http://prometheus:9090/api/v1/write");
+  }
+  return raw;
 }
 // --- end runner channel ---
 

@@ -14,6 +14,9 @@ import { PageTokenCodec } from "./domain/page-token.js";
 import { RunnerRegistry } from "./domain/runner-registry.js";
 import { RunnerChannel } from "./domain/runner-channel.js";
 import { DelegatedCalls } from "./domain/delegated-calls.js";
+import { ReleaseSource } from "./domain/releases.js";
+import { RunnerMetrics } from "./domain/runner-metrics.js";
+import { RemoteWriteForwarder } from "./ops/remote-write.js";
 import { RunnerChannelStore } from "./store/runner-channel-store.js";
 import type { Database } from "./store/db/database.js";
 import { CREDENTIALS_CHANNEL } from "./store/credential-revocations.js";
@@ -123,6 +126,11 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     (runnerId) => channel.sendEvent(runnerId, { case: "eventRunnerConfigurationChange", value: {} }),
   );
   const delegated = new DelegatedCalls(runnerStore, channel);
+  const releases = new ReleaseSource(config.runnerReleasesFile, (message) => app.log.warn(message));
+  const forwarder = config.metricsRemoteWriteUrl ? new RemoteWriteForwarder(config.metricsRemoteWriteUrl, (message) => app.log.warn(message)) : undefined;
+  const runnerMetrics = new RunnerMetrics(forwarder && ((body) => forwarder.enqueue(body)));
+  // Metrics already accepted get a few seconds to reach the receiver before the process exits.
+  if (forwarder) app.addHook("preClose", () => Promise.race([forwarder.drained(), new Promise<void>((resolve) => setTimeout(resolve, 5_000).unref())]));
   const authenticator = new Authenticator(identities, runnerStore, credentials);
   // Brute-force protection (src/ops/rate-limit.ts): AUTH_FAILURE_LIMIT failures per address and window.
   const authFailures =
@@ -145,6 +153,8 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     },
   );
 
+  registerChannelMetrics(metrics, channel, runnerMetrics, forwarder);
+
   await registerCors(app, config.corsAllowedOrigins); // src/http/cors.ts
 
   // Outermost first. Metrics see every call with its final code, shed ones included;
@@ -162,7 +172,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     services: [
       serviceRoute(RunnerService, runnerService({ registry, delegated, callTimeoutMs: config.runnerCallTimeoutMs })),
       serviceRoute(IdentityService, identityService(registry)),
-      serviceRoute(RunnerInteractionService, runnerInteractionService({ registry, channel })),
+      serviceRoute(RunnerInteractionService, runnerInteractionService({ registry, channel, releases, metrics: runnerMetrics })),
     ],
     interceptors,
     reflectionInterceptors: [metrics.interceptor(), limiter.interceptor(), observeInterceptor()],
@@ -182,4 +192,18 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     await db.close();
   });
   return app;
+}
+
+/** The runner channel's and runner metrics' series on /metrics (docs/operations.md lists them). */
+function registerChannelMetrics(metrics: Metrics, channel: RunnerChannel, runnerMetrics: RunnerMetrics, forwarder: RemoteWriteForwarder | undefined): void {
+  metrics.register("rcp_runner_streams", "WatchRequests streams open on this process.", "gauge", () => [{ labels: {}, value: channel.stats.streams }]);
+  metrics.register("rcp_runner_calls_total", "Calls this process made to runners for delegated RPCs, by outcome.", "counter", () =>
+    Object.entries(channel.stats.calls).map(([outcome, value]) => ({ labels: { outcome }, value })),
+  );
+  metrics.register("rcp_runner_metrics_samples_total", "Samples received with ReportRunnerMetrics.", "counter", () => [{ labels: {}, value: runnerMetrics.stats.samples }]);
+  if (!forwarder) return;
+  metrics.register("rcp_runner_metrics_forwarded_total", "Runner metrics batches sent to METRICS_REMOTE_WRITE_URL, by outcome.", "counter", () =>
+    (["forwarded", "failed", "rejected", "dropped"] as const).map((outcome) => ({ labels: { outcome }, value: forwarder.stats[outcome] })),
+  );
+  metrics.register("rcp_runner_metrics_queued", "Runner metrics batches waiting to be forwarded.", "gauge", () => [{ labels: {}, value: forwarder.stats.queued }]);
 }

@@ -313,5 +313,6 @@ export function rowOfNewRunner(runner: NewRunner): RunnerRow {
     additionalInfo: [],
     capabilities: [],
     gatewayInfo: null,
+    honeycombApiKey: "",
   });
 }

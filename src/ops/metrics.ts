@@ -78,7 +78,7 @@ export interface MetricsOptions {
   onError?: (err: unknown) => void;
 }
 
-interface CollectedValue {
+export interface CollectedValue {
   labels: Record<string, string | number>;
   value: number;
   metricName?: string;
@@ -201,6 +201,11 @@ export class Metrics {
       }),
     );
     if (options.processMetrics ?? true) collectDefaultMetrics({ register: r });
+  }
+
+  /** Registers a metric of another room, read at scrape time (e.g. the runner channel's streams). */
+  register(name: string, help: string, type: "counter" | "gauge", values: () => CollectedValue[]): void {
+    this.registry.registerMetric(collector(name, help, type, values));
   }
 
   fastPathServed(protocol: string): void {

@@ -38,6 +38,15 @@ const DEAD_STREAMS_OF_RUNNER = `SELECT s.id FROM runner_streams s
 /** A call that still waits for an answer and for its caller. */
 const WAITING = "c.answered_at IS NULL AND c.finished_at IS NULL AND c.expires_at > now()";
 
+/**
+ * Channel rows matter only for the seconds a call or stream lives, so their transactions commit
+ * without waiting for the WAL flush (synchronous_commit off, set for that transaction only). A
+ * transaction that NOTIFYs holds a cluster-wide lock until its commit is flushed; waiting for
+ * the disk there capped the channel at a few dozen calls a second (bench/README.md). A
+ * PostgreSQL crash may lose the last moments of them: those callers time out, nothing else.
+ */
+const ASYNC_COMMIT = "set_config('synchronous_commit', 'off', true) AS async";
+
 /** How long finished calls, closed streams, dead replicas and old events are kept. */
 export const RETENTION_MS = 10 * 60 * 1000;
 
@@ -98,7 +107,7 @@ const q = {
      ), notified AS (
        SELECT ${notify("'s:' || id")} FROM superseded
      )
-     SELECT (SELECT count(*) FROM notified)::integer AS superseded,
+     SELECT ${ASYNC_COMMIT}, (SELECT count(*) FROM notified)::integer AS superseded,
             (SELECT CASE WHEN closed_at IS NOT NULL AND NOT superseded THEN closed_at - interval '5 seconds' ELSE opened_at END
                FROM previous) AS "missedSince"`,
   ),
@@ -119,14 +128,14 @@ const q = {
     `UPDATE runner_calls c SET stream_id = $2, delivered_at = now()
       WHERE c.runner_id = $1 AND ${WAITING}
         AND (c.stream_id IS NULL OR c.stream_id IN (${DEAD_STREAMS_OF_RUNNER}))
-      RETURNING c.request, c.created_at AS "createdAt"`,
+      RETURNING c.request, c.created_at AS "createdAt", ${ASYNC_COMMIT}`,
   ),
   claimOne: sql(
     "channel_call_claim",
     `UPDATE runner_calls c SET stream_id = $3, delivered_at = now()
       WHERE c.request_id = $2 AND c.runner_id = $1 AND ${WAITING}
         AND (c.stream_id IS NULL OR c.stream_id IN (${DEAD_STREAMS_OF_RUNNER}))
-      RETURNING c.request`,
+      RETURNING c.request, ${ASYNC_COMMIT}`,
   ),
   // A call is made only while the runner has a live stream. $6: a stream of this replica that
   // takes it at once (no notification), else null.
@@ -141,7 +150,7 @@ const q = {
          FROM live
        RETURNING request_id, runner_id, stream_id
      )
-     SELECT CASE WHEN stream_id IS NULL THEN ${notify("'c:' || runner_id || ':' || request_id")} END FROM inserted`,
+     SELECT CASE WHEN stream_id IS NULL THEN ${notify("'c:' || runner_id || ':' || request_id")} END, ${ASYNC_COMMIT} FROM inserted`,
   ),
   recordAnswer: sql(
     "channel_call_answer",
@@ -150,7 +159,7 @@ const q = {
         WHERE c.request_id = $1 AND c.runner_id = $2 AND (c.kind = $3 OR $3 = 5) AND ${WAITING}
         RETURNING c.request_id
      )
-     SELECT ${notify("'a:' || request_id")} FROM answered`,
+     SELECT ${notify("'a:' || request_id")}, ${ASYNC_COMMIT} FROM answered`,
   ),
   callState: sql(
     "channel_call_state",
@@ -166,22 +175,22 @@ const q = {
      )
      UPDATE runner_calls c SET finished_at = now(), response = NULL FROM answer
       WHERE c.request_id = answer.request_id
-      RETURNING answer.response`,
+      RETURNING answer.response, ${ASYNC_COMMIT}`,
   ),
   abandon: sql(
     "channel_call_abandon",
-    `UPDATE runner_calls SET finished_at = now() WHERE request_id = $1 AND finished_at IS NULL AND answered_at IS NULL RETURNING request_id`,
+    `UPDATE runner_calls SET finished_at = now() WHERE request_id = $1 AND finished_at IS NULL AND answered_at IS NULL RETURNING request_id, ${ASYNC_COMMIT}`,
   ),
   insertEvent: sql(
     "channel_event_insert",
     `WITH inserted AS (
        INSERT INTO runner_events (id, runner_id, created_at, payload) VALUES ($1, $2, now(), $3) RETURNING id
      )
-     SELECT ${notify("'e:' || $2 || ':' || $1 || ':' || translate(encode($3, 'base64'), E'\\n', '')")} FROM inserted`,
+     SELECT ${notify("'e:' || $2 || ':' || $1 || ':' || translate(encode($3, 'base64'), E'\\n', '')")}, ${ASYNC_COMMIT} FROM inserted`,
   ),
   markEventsDelivered: sql(
     "channel_events_delivered",
-    `UPDATE runner_events SET delivered_at = now() WHERE id = ANY($1::uuid[]) AND delivered_at IS NULL`,
+    `UPDATE runner_events SET delivered_at = now() WHERE id = ANY($1::uuid[]) AND delivered_at IS NULL RETURNING ${ASYNC_COMMIT}`,
   ),
   // What a new stream missed: events no stream got, and (for a known worker) those since its
   // previous stream may have stopped receiving. Oldest first.

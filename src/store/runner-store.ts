@@ -59,6 +59,8 @@ export interface RunnerRow extends RunnerSpecColumns {
   additionalInfo: StoredFieldValue[];
   capabilities: number[];
   gatewayInfo: unknown;
+  /** Write-only for users; delivered to the runner sealed (GetRunnerConfiguration). */
+  honeycombApiKey: string;
 }
 
 export interface NewRunner extends RunnerSpecColumns {
@@ -132,7 +134,7 @@ const RUNNER_COLUMNS = `
   status_system_details AS "statusSystemDetails", status_log_url AS "statusLogUrl", status_region AS "statusRegion",
   status_llm_url AS "statusLlmUrl", status_support_bundle_url AS "statusSupportBundleUrl",
   degradation_message AS "degradationMessage", additional_info AS "additionalInfo", capabilities,
-  gateway_info AS "gatewayInfo"`;
+  gateway_info AS "gatewayInfo", honeycomb_api_key AS "honeycombApiKey"`;
 
 const INSERT_RUNNER_COLUMNS = `id, organization_id, creator_id, creator_principal, name, kind, provider, runner_manager_id,
   created_at, updated_at, desired_phase, variant, region, release_channel, auto_update, log_level,

@@ -5,14 +5,18 @@ import type { RunnerInteractionService } from "../../../gen/gitpod/v1/runner_int
 import { requireRunner, requireRunnerSelf } from "../../domain/auth.js";
 import type { RunnerChannel } from "../../domain/runner-channel.js";
 import type { RunnerRegistry } from "../../domain/runner-registry.js";
-import { notImplemented } from "./not-implemented.js";
+import { latestVersionFor, type ReleaseSource } from "../../domain/releases.js";
+import { runnerConfigurationOf } from "../../domain/runner-configuration.js";
+import type { RunnerMetrics } from "../../domain/runner-metrics.js";
 
 export interface RunnerInteractionDeps {
   registry: RunnerRegistry;
   channel: RunnerChannel;
+  releases: ReleaseSource;
+  metrics: RunnerMetrics;
 }
 
-export function runnerInteractionService({ registry, channel }: RunnerInteractionDeps): ServiceImpl<typeof RunnerInteractionService> {
+export function runnerInteractionService({ registry, channel, releases, metrics }: RunnerInteractionDeps): ServiceImpl<typeof RunnerInteractionService> {
   return {
     async signup(request, ctx) {
       const runner = requireRunner(ctx);
@@ -45,8 +49,23 @@ export function runnerInteractionService({ registry, channel }: RunnerInteractio
       return {};
     },
 
-    getLatestVersion: notImplemented("GetLatestVersion", "it does not distribute runner releases"),
-    getRunnerConfiguration: notImplemented("GetRunnerConfiguration", "runner-side configuration delivery needs payload encryption, which is not built yet"),
-    reportRunnerMetrics: notImplemented("ReportRunnerMetrics", "it does not ingest runner metrics"),
+    async getLatestVersion(request, ctx) {
+      const runner = requireRunnerSelf(ctx, request.runnerId);
+      const row = await registry.signedUp(runner.runnerId);
+      return latestVersionFor(releases.current(), row, request.currentVersion || row.statusVersion);
+    },
+
+    // Secrets sealed to the runner's Signup key; before Signup there is none: failed_precondition.
+    async getRunnerConfiguration(request, ctx) {
+      const runner = requireRunnerSelf(ctx, request.runnerId);
+      const row = await registry.signedUp(runner.runnerId);
+      return runnerConfigurationOf({ ...row, publicKey: row.publicKey ?? new Uint8Array(0) });
+    },
+
+    async reportRunnerMetrics(request, ctx) {
+      const runner = requireRunnerSelf(ctx, request.runnerId);
+      await metrics.report(await registry.signedUp(runner.runnerId), request.compressedMetrics);
+      return {};
+    },
   };
 }

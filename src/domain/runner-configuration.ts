@@ -1,0 +1,35 @@
+// GetRunnerConfiguration: the runner's own configuration as its owner set it (spec.configuration),
+// with the secrets in it (metrics username and password, Honeycomb key) sealed to the runner's
+// Signup public key (src/domain/sealed-box.ts).
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { GetRunnerConfigurationResponseSchema } from "../../gen/gitpod/v1/runner_interaction_pb.js";
+import type { RunnerRow } from "../store/runner-store.js";
+import { sealFor } from "./sealed-box.js";
+
+export async function runnerConfigurationOf(row: RunnerRow & { publicKey: Uint8Array }): Promise<MessageInitShape<typeof GetRunnerConfigurationResponseSchema>> {
+  const [encryptedUsername, encryptedPassword, encryptedHoneycombApiKey] = await Promise.all([
+    sealFor(row.publicKey, row.metricsUsername),
+    sealFor(row.publicKey, row.metricsPassword),
+    sealFor(row.publicKey, row.honeycombApiKey),
+  ]);
+  return {
+    configuration: {
+      region: row.region,
+      releaseChannel: row.releaseChannel,
+      autoUpdate: row.autoUpdate,
+      metrics: {
+        enabled: row.metricsEnabled,
+        url: row.metricsUrl,
+        encryptedUsername,
+        encryptedPassword,
+        managedMetricsEnabled: row.metricsManagedEnabled,
+        includeVerboseMetrics: row.metricsIncludeVerbose,
+      },
+      logLevel: row.logLevel,
+      devcontainerImageCacheEnabled: row.devcontainerImageCacheEnabled,
+      updateWindow: row.updateWindowStart === null ? undefined : { startHour: row.updateWindowStart, endHour: row.updateWindowEnd ?? undefined },
+      encryptedHoneycombApiKey,
+      continuousProfiling: row.continuousProfiling,
+    },
+  };
+}
