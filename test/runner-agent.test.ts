@@ -365,18 +365,36 @@ describe("answers the control plane does not take", () => {
 });
 
 describe("configuration", () => {
-  it("re-reads its configuration when it changes", async () => {
-    const served = (await main.process.logged("the control plane does not serve GetRunnerConfiguration: running with the defaults").length) === 0;
+  it("re-reads its configuration when it changes, and opens the secrets sealed to its key", async () => {
     const reads = () => server.logs.filter((line) => line.includes("RunnerInteractionService/GetRunnerConfiguration")).length;
     const before = reads();
-    await server.runners("connect-json", user.apiKey).updateRunner({ runnerId: main.runnerId, spec: { configuration: { logLevel: LogLevel.DEBUG, autoUpdate: true } } });
+    const events = main.process.logged("configuration read", { reason: "event" }).length;
+    await server.runners("connect-json", user.apiKey).updateRunner({
+      runnerId: main.runnerId,
+      spec: {
+        configuration: {
+          logLevel: LogLevel.DEBUG,
+          autoUpdate: true,
+          metrics: { enabled: true, url: "https://metrics.example.com/api/v1/write", username: "runner-metrics", password: "s3cret-metrics-password" },
+        },
+      },
+    });
     await main.process.waitFor("event", { event: "eventRunnerConfigurationChange" });
     // The server saw the runner read its configuration again.
     await eventually(() => (reads() > before ? true : undefined), 10_000, "GetRunnerConfiguration after the event");
-    if (!served) return; // a server without GetRunnerConfiguration: the re-read is all there is to see
-    const read = await main.process.waitFor("configuration read", { reason: "event" });
-    expect(read).toMatchObject({ logLevel: "DEBUG", autoUpdate: true });
-    expect(read.changed).toEqual(expect.arrayContaining(["logLevel", "autoUpdate"]));
+    const read = await main.process.waitFor("configuration read", { reason: "event" }, events + 1);
+    expect(read).toMatchObject({
+      logLevel: "DEBUG",
+      autoUpdate: true,
+      metricsEnabled: true,
+      metricsUrl: "https://metrics.example.com/api/v1/write",
+      // Sealed to the runner's X25519 key by the server (crypto_box_seal); only the runner opens them.
+      metricsUsername: "opened",
+      metricsPassword: "opened",
+      honeycombApiKey: "none",
+    });
+    expect(read.changed).toEqual(expect.arrayContaining(["logLevel", "autoUpdate", "metricsEnabled", "metricsUsername", "metricsPassword"]));
+    expect(main.process.stdout).not.toContain("s3cret-metrics-password");
     // It follows the configuration's log level: debug lines (heartbeats) appear.
     await main.process.waitFor("heartbeat", {}, 1, 10_000);
   });
