@@ -451,21 +451,21 @@ describe("stopping, dying and restarting", () => {
 
   it("prints its help, and names a bad option (exit code 2)", async () => {
     const help = startRunner(["--help"]);
+    const bad = startRunner(["--url", server.baseUrl, "--heartbeat-seconds", "often"]);
     expect(await withDeadline(help.exited, 15_000, "--help did not exit")).toBe(0);
     expect(help.stdout).toMatch(/^Usage: npm run runner -- --url URL/);
-    const bad = startRunner(["--url", server.baseUrl, "--heartbeat-seconds", "often"]);
     expect(await withDeadline(bad.exited, 15_000, "a bad option did not exit")).toBe(2);
     expect(bad.stderr).toContain('--heartbeat-seconds must be a number of seconds from 0.05 to 3600, not "often"');
   });
 
   it("refuses to start without credentials, and stops with exit code 1 when its runner is deleted", async () => {
     const empty = startRunner(["--url", server.baseUrl, "--state-dir", newStateDir()]);
+    const { runnerId, exchangeToken } = await createRunner(user, "doomed");
+    const doomed = startRunner(runnerArgs(exchangeToken, newStateDir()));
     expect(await withDeadline(empty.exited, 15_000, "the runner did not exit")).toBe(1);
     expect(empty.logged("stopped", { exitCode: 1 })).toHaveLength(1);
     expect(empty.lines.find((line) => line.level === "error")!.msg).toMatch(/no access token .* and no --exchange-token/);
 
-    const { runnerId, exchangeToken } = await createRunner(user, "doomed");
-    const doomed = startRunner(runnerArgs(exchangeToken, newStateDir()));
     await doomed.waitFor("channel open");
     await server.runners("grpc", user.apiKey).deleteRunner({ runnerId });
     expect(await withDeadline(doomed.exited, 15_000, "the deleted runner did not exit")).toBe(1);
@@ -474,14 +474,15 @@ describe("stopping, dying and restarting", () => {
 });
 
 describe("the runner over every protocol it speaks", () => {
-  it.each([
+  // Started together: each is a process of its own (local `expect`, as concurrent tests need).
+  it.concurrent.for([
     ["grpc", []],
     ["connect", []],
     ["connect", ["--http-version", "1.1"]],
     ["connect-json", []],
     ["grpc-web", []],
     ["grpc-web", ["--http-version", "2"]],
-  ] as const)("%s %j", async (protocol, extra) => {
+  ] as const)("%s %j", async ([protocol, extra], { expect }) => {
     const { runnerId, exchangeToken } = await createRunner(user, `runner over ${protocol}`);
     const runner = startRunner(runnerArgs(exchangeToken, newStateDir(), ["--protocol", protocol, ...extra]));
     await runner.waitFor("channel open", {}, 1, 20_000);
