@@ -1,9 +1,12 @@
-// Unit tests of the development runner's pure parts: every context URL form it reads, the
-// output of git ls-remote and git's error messages, page tokens, the command line.
+// Unit tests of the development runner's parts: every context URL form it reads, the output of
+// git ls-remote and git's error messages, page tokens, the command line, sealed boxes, the
+// state directory.
 // (Its end-to-end tests, as a real process against the real server: test/runner-agent.test.ts.)
-import { readFileSync } from "node:fs";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it } from "vitest";
+import sodium from "libsodium-wrappers";
 import { projectRoot } from "../src/paths.js";
 import { ContextUrlError, parseContextUrl, redactUrl, type ParsedContext } from "../src/runner-agent/scm/context-url.js";
 import { classify, parseLsRemote } from "../src/runner-agent/scm/git-remote.js";
@@ -12,6 +15,8 @@ import { paginate } from "../src/runner-agent/scm/repos-dir.js";
 import { HELP, OPTIONS, parseOptions, UsageError } from "../src/runner-agent/options.js";
 import { RUNNER_VERSION } from "../src/runner-agent/version.js";
 import { CallFailure, ErrorCode } from "../src/runner-agent/call-failure.js";
+import { generateKeyPair, matches, openSealed } from "../src/runner-agent/sealed-box.js";
+import { hashToken, StateDir, StateError } from "../src/runner-agent/state.js";
 
 const SHA = "0123456789abcdef0123456789abcdef01234567";
 type Expected = Partial<Omit<ParsedContext, "target">> & { target: ParsedContext["target"] };
@@ -214,5 +219,80 @@ describe("command line", () => {
   it("reports the version of package.json", () => {
     const pkg = JSON.parse(readFileSync(join(projectRoot, "package.json"), "utf8")) as { version: string };
     expect(RUNNER_VERSION).toBe(pkg.version);
+  });
+});
+
+describe("sealed boxes", () => {
+  it("opens what is sealed to the runner's public key, and nothing else", async () => {
+    await sodium.ready;
+    const keys = await generateKeyPair();
+    expect(await matches(keys)).toBe(true);
+    const box = sodium.crypto_box_seal(new TextEncoder().encode("metrics-password"), keys.publicKey);
+    expect(new TextDecoder().decode(await openSealed(box, keys))).toBe("metrics-password");
+    expect(await openSealed(new Uint8Array(), keys)).toBeUndefined(); // an empty field: nothing sealed
+    const tampered = box.slice();
+    tampered[tampered.length - 1]! ^= 1;
+    await expect(openSealed(tampered, keys)).rejects.toThrow();
+    const stranger = await generateKeyPair();
+    await expect(openSealed(box, stranger)).rejects.toThrow();
+    expect(await matches({ publicKey: stranger.publicKey, privateKey: keys.privateKey })).toBe(false);
+  });
+});
+
+describe("state directory", () => {
+  const dirs: string[] = [];
+  afterAll(() => dirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+  const fresh = () => {
+    const dir = mkdtempSync(join(tmpdir(), "rcp-state-unit-"));
+    dirs.push(dir);
+    return join(dir, "state");
+  };
+
+  it("keeps credentials in 0600 files of a 0700 directory, and knows a spent exchange token", () => {
+    const dir = fresh();
+    const state = StateDir.open(dir, () => {});
+    const workerId = state.record().workerId;
+    state.saveAccessToken("rcpr_token", "rcpx_spent");
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(dir, "access-token")).mode & 0o777).toBe(0o600);
+    expect(state.accessToken).toBe("rcpr_token");
+    expect(state.record()).toMatchObject({ workerId, spentExchangeToken: hashToken("rcpx_spent") });
+    expect(readFileSync(join(dir, "runner.json"), "utf8")).not.toContain("rcpx_spent");
+    expect(readdirSync(dir).sort()).toEqual(["access-token", "lock", "runner.json"]); // no temporary files left
+    state.close();
+    expect(readdirSync(dir)).not.toContain("lock");
+  });
+
+  it("narrows files others could read, with a warning", () => {
+    const dir = fresh();
+    StateDir.open(dir, () => {}).saveAccessToken("rcpr_token", "rcpx_x");
+    chmodSync(join(dir, "access-token"), 0o644);
+    chmodSync(dir, 0o755);
+    const warnings: string[] = [];
+    const state = StateDir.open(dir, (msg, fields) => warnings.push(`${msg} ${String(fields.path)}`));
+    expect(state.accessToken).toBe("rcpr_token");
+    expect(statSync(join(dir, "access-token")).mode & 0o777).toBe(0o600);
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    expect(warnings.join("\n")).toMatch(/narrowing permissions.*access-token/);
+  });
+
+  it("serves one process: a live process's lock is refused, a dead one's removed", () => {
+    const dir = fresh();
+    StateDir.open(dir, () => {}); // left locked by "this" process
+    writeFileSync(join(dir, "lock"), `${process.ppid}\n`); // a live process
+    expect(() => StateDir.open(dir, () => {})).toThrow(StateError);
+    expect(() => StateDir.open(dir, () => {})).toThrow(/in use by another runner process/);
+    writeFileSync(join(dir, "lock"), "999999999\n"); // no such process
+    const warnings: string[] = [];
+    StateDir.open(dir, (msg) => warnings.push(msg));
+    expect(warnings).toContain("removing a stale lock");
+  });
+
+  it("refuses a damaged key pair", () => {
+    const dir = fresh();
+    const state = StateDir.open(dir, () => {});
+    writeFileSync(join(dir, "x25519-secret-key"), "c2hvcnQ=\n", { mode: 0o600 });
+    writeFileSync(join(dir, "x25519-public-key"), "c2hvcnQ=\n", { mode: 0o600 });
+    expect(() => state.keyPair()).toThrow(/damaged/);
   });
 });
