@@ -16,6 +16,7 @@ import { LogLevel, ParseContextURLPreconditionFailureDetailsSchema, RunnerCapabi
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
 import { createClient } from "@connectrpc/connect";
+import { projectRoot } from "../src/paths.js";
 import { failure, protocols, startServer, type Protocol, type TestServer, type TestUser } from "./harness.js";
 import { GitServer, type MadeRepo } from "./git-server.js";
 import { RunnerProcess, withDeadline } from "./runner-process.js";
@@ -77,7 +78,9 @@ beforeAll(async () => {
   git.makeRepo("beta/tools.git");
   git.makeRepo("private/secret.git");
   git.makeRepo("solo.git");
-  server = await startServer({ env: { RUNNER_CALL_TIMEOUT_SECONDS: String(CALL_TIMEOUT_S) } });
+  server = await startServer({
+    env: { RUNNER_CALL_TIMEOUT_SECONDS: String(CALL_TIMEOUT_S), RUNNER_RELEASES_FILE: join(projectRoot, "docs/examples/runner-releases.json") },
+  });
   [user, other] = await Promise.all([server.newUser(), server.newUser()]);
   const created = await createRunner(user);
   const stateDir = newStateDir();
@@ -105,6 +108,8 @@ describe("registration", () => {
     // The public key it signed up with is the one in its state directory.
     const publicKey = Buffer.from(readFileSync(join(main.stateDir, "x25519-public-key"), "utf8").trim(), "base64");
     expect(Buffer.from(runner!.status!.publicKey)).toEqual(publicKey);
+    // It asked which version to run (docs/examples/runner-releases.json: stable is 2026.11.1).
+    expect(main.process.logged("latest version")[0]).toMatchObject({ current: "0.1.0", latest: "2026.11.1", updateAvailable: true, autoUpdate: false });
     // Heartbeats keep coming (every second here).
     await main.process.waitFor("channel open");
     const heartbeats = server.logs.filter((line) => line.includes("MarkRunnerActive")).length;
@@ -395,6 +400,9 @@ describe("configuration", () => {
     });
     expect(read.changed).toEqual(expect.arrayContaining(["logLevel", "autoUpdate", "metricsEnabled", "metricsUsername", "metricsPassword"]));
     expect(main.process.stdout).not.toContain("s3cret-metrics-password");
+    // autoUpdate changed: it asks for the latest version again, and says it does not update itself.
+    await main.process.waitFor("latest version", { autoUpdate: true });
+    await main.process.waitFor("a newer runner version is available; the development runner does not update itself: update this checkout and restart it");
     // It follows the configuration's log level: debug lines (heartbeats) appear.
     await main.process.waitFor("heartbeat", {}, 1, 10_000);
   });
