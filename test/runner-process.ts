@@ -1,7 +1,7 @@
 // The development runner as a real child process (`node --import tsx src/runner-agent/main.ts`),
 // with its JSON log lines collected, for the end-to-end tests.
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { projectRoot } from "../src/paths.js";
@@ -47,10 +47,13 @@ export class RunnerProcess {
       for (const wake of this.waiters) wake();
     });
     this.child.stderr!.on("data", (chunk: Buffer) => (this.stderr += chunk.toString("utf8")));
-    this.exited = new Promise((resolve) => this.child.on("exit", (code) => {
-      for (const wake of this.waiters) wake();
-      resolve(code);
-    }));
+    this.exited = new Promise((resolve) =>
+      this.child.on("exit", (code) => {
+        rmSync(home, { recursive: true, force: true });
+        for (const wake of this.waiters) wake();
+        resolve(code);
+      }),
+    );
   }
 
   get pid(): number {
