@@ -1,9 +1,11 @@
 // A real git server on 127.0.0.1 for the development runner's tests: git's own
 // `git http-backend` (smart HTTP, protocol v2) behind a small node:http server, over a directory
-// of bare repositories that the test makes with real git commands. Two kinds of paths misbehave
-// on purpose: /private/… demands HTTP Basic authentication, /slow/… is held until `release()`.
+// of bare repositories that the test makes with real git commands. /dumb/… serves the same
+// repositories as static files (git's "dumb" HTTP protocol, like `python3 -m http.server`). Two
+// kinds of paths misbehave on purpose: /private/… demands HTTP Basic authentication, /slow/… is
+// held until `release()`.
 import { execFileSync, spawn } from "node:child_process";
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo, Socket } from "node:net";
 import { tmpdir } from "node:os";
@@ -100,6 +102,7 @@ export class GitServer {
     for (const [number, branch] of Object.entries(spec.pulls ?? {})) {
       execFileSync("git", ["update-ref", `refs/pull/${number}/head`, commits[branch]!], { cwd: bare, env: this.env });
     }
+    execFileSync("git", ["update-server-info"], { cwd: bare, env: this.env }); // for /dumb/
     rmSync(scratch, { recursive: true, force: true });
     return { commits };
   }
@@ -128,6 +131,15 @@ export class GitServer {
     this.requests.push(url.pathname);
     if (url.pathname.startsWith("/slow/")) {
       this.held.push(res);
+      return;
+    }
+    if (url.pathname.startsWith("/dumb/")) {
+      const file = join(this.root, decodeURIComponent(url.pathname.slice("/dumb/".length)));
+      if (!file.startsWith(this.root + "/") || !existsSync(file) || !statSync(file).isFile()) {
+        res.writeHead(404).end();
+        return;
+      }
+      res.writeHead(200, { "content-type": "application/octet-stream" }).end(readFileSync(file));
       return;
     }
     if (url.pathname.startsWith("/private/")) {

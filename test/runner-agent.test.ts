@@ -181,6 +181,14 @@ describe("ParseContextURL answered by the runner", () => {
     expect(answer.git!.commit).toMatch(/^[0-9a-f]{40}$/);
   });
 
+  it("a plain git URL without .git, of a repository a static (dumb HTTP) server has as NAME.git", async () => {
+    const url = `http://localhost:${git.port}/dumb/beta/tools`;
+    const answer = await server.runners("connect-json", user.apiKey).parseContextURL({ runnerId: main.runnerId, contextUrl: url });
+    expect(answer.git).toMatchObject({ cloneUrl: `${url}.git`, repo: "tools", branch: "main" });
+    const access = await server.runners("connect-json", user.apiKey).checkRepositoryAccess({ runnerId: main.runnerId, repositoryUrl: url });
+    expect(access.hasAccess).toBe(true);
+  });
+
   it("a host that cannot be reached: the context as the URL spells it", async () => {
     const answer = await server.runners("grpc", user.apiKey).parseContextURL({ runnerId: main.runnerId, contextUrl: "https://github.com/gitpod-io/gitpod/tree/main" });
     expect(answer.git).toMatchObject({ cloneUrl: "https://github.com/gitpod-io/gitpod.git", owner: "gitpod-io", repo: "gitpod", branch: "main", commit: "" });

@@ -59,6 +59,7 @@ export class GitScm {
     }
     const pullRef = target.kind === "pull-request" ? provider.pullRequestRef?.(target.number) : undefined;
     const remote = await this.refsOf(parsed, pullRef ? [pullRef] : []);
+    git.cloneUrl = parsed.cloneUrl; // a plain git URL may have needed ".git"
 
     switch (target.kind) {
       case "repository":
@@ -114,7 +115,7 @@ export class GitScm {
     const parsed = this.parse(repositoryUrl);
     if (!parsed.cloneUrl) throw invalidArgument(`${redactUrl(repositoryUrl)} names no repository`);
     try {
-      await this.options.git.probe(parsed.cloneUrl);
+      await this.orWithGitSuffix(parsed, (url) => this.options.git.probe(url));
       return create(CheckRepositoryAccessResponseSchema, { hasAccess: true });
     } catch (err) {
       if (!(err instanceof RemoteFailure)) throw err;
@@ -149,10 +150,27 @@ export class GitScm {
     });
   }
 
+  /**
+   * A plain git URL without ".git" that is not found is tried once more with it, as the web
+   * URL of a repository served from NAME.git; the URL that answered becomes the clone URL.
+   */
+  private async orWithGitSuffix<T>(parsed: ParsedContext, attempt: (url: string) => Promise<T>): Promise<T> {
+    try {
+      return await attempt(parsed.cloneUrl);
+    } catch (err) {
+      if (!(err instanceof RemoteFailure && err.kind === "not-found" && parsed.provider === "git" && !parsed.cloneUrl.endsWith(".git"))) throw err;
+      const result = await attempt(`${parsed.cloneUrl}.git`).catch(() => {
+        throw err; // the first failure is the one to report
+      });
+      parsed.cloneUrl = `${parsed.cloneUrl}.git`;
+      return result;
+    }
+  }
+
   /** The remote's refs, or undefined when it cannot be reached (the context stays unresolved). */
   private async refsOf(parsed: ParsedContext, extraRefs: string[]): Promise<RemoteRefs | undefined> {
     try {
-      return await this.options.git.listRefs(parsed.cloneUrl, extraRefs);
+      return await this.orWithGitSuffix(parsed, (url) => this.options.git.listRefs(url, extraRefs));
     } catch (err) {
       if (!(err instanceof RemoteFailure)) throw err;
       switch (err.kind) {
