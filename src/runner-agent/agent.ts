@@ -256,13 +256,13 @@ export class RunnerAgent {
       return;
     }
     const summary = await this.summarize(configuration);
-    const changed = this.configuration ? Object.keys(summary).filter((key) => JSON.stringify(summary[key]) !== JSON.stringify(this.configuration![key])) : Object.keys(summary);
     const previous = this.configuration;
+    const changed = previous ? Object.keys(summary).filter((key) => JSON.stringify(summary[key]) !== JSON.stringify(previous[key])) : undefined;
     this.configuration = summary;
     const level = configuration ? LOG_LEVELS[configuration.logLevel] : undefined;
     if (level && !this.options.logLevelFixed && level !== this.log.level) this.log.setLevel(level);
     this.log.info("configuration read", { reason, revision: ++this.configurationReads, changed, ...summary });
-    if (previous && (changed.includes("releaseChannel") || changed.includes("autoUpdate"))) await this.checkLatestVersion();
+    if (changed?.includes("releaseChannel") || changed?.includes("autoUpdate")) await this.checkLatestVersion();
   }
 
   /** What the log may show of a configuration: everything but the secrets (only whether they open). */
