@@ -6,7 +6,7 @@
 // forged and duplicate answers, a call that times out, the runner killed mid-call, SIGTERM and a
 // restart without a second exchange, configuration change events, every runner protocol.
 // Three replicas: test/runner-agent-replicas.test.ts. URL parsing: test/runner-agent-units.test.ts.
-import { mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -463,6 +463,24 @@ describe("stopping, dying and restarting", () => {
     await main.process.waitFor("channel open");
     const answer = await server.runners("grpc", user.apiKey).parseContextURL({ runnerId: main.runnerId, contextUrl: repoUrl("acme/gadgets") });
     expect(answer.git!.branch).toBe("trunk");
+  });
+
+  it("replaces a refused access token with a new exchange token (CreateRunnerToken)", async () => {
+    const { runnerId, exchangeToken } = await createRunner(user, "renewed");
+    const stateDir = newStateDir();
+    const first = startRunner(runnerArgs(exchangeToken, stateDir));
+    await first.waitFor("channel open");
+    expect(await first.stop()).toBe(0);
+    // A token the control plane does not know (as after a revocation) in the state directory.
+    writeFileSync(join(stateDir, "access-token"), `rcpr_${"x".repeat(43)}000000\n`, { mode: 0o600 });
+    const { exchangeToken: renewed } = await server.runners("grpc", user.apiKey).createRunnerToken({ runnerId });
+    const second = startRunner(runnerArgs(renewed, stateDir));
+    await second.waitFor("the saved access token was refused; exchanging the new --exchange-token");
+    await second.waitFor("channel open");
+    expect(readFileSync(join(stateDir, "access-token"), "utf8")).not.toContain("xxxx");
+    const answer = await server.runners("grpc", user.apiKey).parseContextURL({ runnerId, contextUrl: repoUrl("acme/gadgets") });
+    expect(answer.git!.branch).toBe("trunk");
+    expect(await second.stop()).toBe(0);
   });
 
   it("prints its help, and names a bad option (exit code 2)", async () => {

@@ -62,6 +62,8 @@ export class RunnerAgent {
   private accessToken: string | undefined;
   /** An --exchange-token not spent yet, kept for when the saved access token is refused. */
   private spareExchangeToken: string | undefined;
+  /** The one replacement of a refused access token in progress (or its failure). */
+  private refusal: Promise<void> | undefined;
   private keys!: KeyPair;
   private runnerId = "";
   private readonly channelTransport: RunnerTransport;
@@ -172,8 +174,6 @@ export class RunnerAgent {
 
   private async exchange(exchangeToken: string): Promise<void> {
     const identity = createClient(IdentityService, this.callTransport.transport);
-    const previous = this.accessToken;
-    this.accessToken = undefined; // ExchangeToken takes no Authorization header
     try {
       const { accessToken } = await this.retrying("ExchangeToken", () => identity.exchangeToken({ exchangeToken }, { timeoutMs: RPC_TIMEOUT_MS }));
       this.state.saveAccessToken(accessToken, exchangeToken);
@@ -181,7 +181,6 @@ export class RunnerAgent {
       this.spareExchangeToken = undefined;
       this.log.info("exchanged the exchange token for an access token", { stateDir: this.options.stateDir });
     } catch (err) {
-      this.accessToken = previous;
       if (ConnectError.from(err).code === Code.Unauthenticated) {
         throw new FatalError("the exchange token was refused (used, expired or unknown): create a new one with CreateRunnerToken");
       }
@@ -189,12 +188,22 @@ export class RunnerAgent {
     }
   }
 
-  /** The control plane refused the access token: trade a spare exchange token, or give up. */
-  private async tokenRefused(): Promise<void> {
-    if (this.spareExchangeToken) {
+  /**
+   * The control plane refused the access token: trade a spare exchange token (once, also when
+   * several calls are refused at the same time), or give up.
+   */
+  private tokenRefused(): Promise<void> {
+    this.refusal ??= this.replaceToken();
+    return this.refusal;
+  }
+
+  private async replaceToken(): Promise<void> {
+    const spare = this.spareExchangeToken;
+    if (spare) {
       this.log.warn("the saved access token was refused; exchanging the new --exchange-token");
       this.state.forgetAccessToken();
-      await this.exchange(this.spareExchangeToken);
+      await this.exchange(spare);
+      this.refusal = undefined;
       return;
     }
     throw new FatalError(
@@ -358,6 +367,7 @@ export class RunnerAgent {
       let idle = false;
       let received = false;
       let openedAt: number | undefined;
+      const streamToken = this.accessToken;
       let watchdog: NodeJS.Timeout | undefined;
       const quiet = () => {
         clearTimeout(watchdog);
@@ -394,7 +404,7 @@ export class RunnerAgent {
         const error = ConnectError.from(err);
         if (idle) this.log.warn("the channel brought nothing (not even a ping) for too long; reopening it", { idleMs: this.options.streamIdleMs });
         else this.log.warn("the channel was lost", { code: Code[error.code], message: error.rawMessage });
-        if (error.code === Code.Unauthenticated) await this.tokenRefused();
+        if (error.code === Code.Unauthenticated && this.accessToken === streamToken) await this.tokenRefused();
         else if (error.code === Code.PermissionDenied) throw new FatalError(`the control plane refused the channel: ${error.rawMessage}`);
         else if (error.code === Code.FailedPrecondition) await this.signup();
       } finally {
@@ -488,11 +498,13 @@ export class RunnerAgent {
   /** A call with the access token: a refused token is traded for a spare one, then tried once more. */
   private async authenticated<T>(name: string, call: () => Promise<T>, retry = true): Promise<T> {
     const attempt = () => (retry ? this.retrying(name, call) : call());
+    const used = this.accessToken;
     try {
       return await attempt();
     } catch (err) {
       if (ConnectError.from(err).code !== Code.Unauthenticated) throw err;
-      await this.tokenRefused();
+      // Refused with a token that was replaced meanwhile: just try again with the new one.
+      if (this.accessToken === used) await this.tokenRefused();
       return attempt();
     }
   }

@@ -36,7 +36,8 @@ export interface RunnerTransport {
 export function createRunnerTransport(options: TransportOptions): RunnerTransport {
   const auth: Interceptor = (next) => (req) => {
     const token = options.token();
-    if (token) req.header.set("authorization", `Bearer ${token}`);
+    // ExchangeToken is authenticated by the exchange token in its body, never by a header.
+    if (token && req.method.name !== "ExchangeToken") req.header.set("authorization", `Bearer ${token}`);
     req.header.set("user-agent", `rcp-dev-runner/${RUNNER_VERSION}`);
     return next(req);
   };
