@@ -322,9 +322,9 @@ describe.each(protocols)("unimplemented RPCs over %s", (protocol) => {
   });
 
   const calls: [string, "user" | "runner", (token: string | undefined) => Promise<unknown>][] = [
-    ["RunnerService.ParseContextURL", "user", (token) => server.runners(protocol, token).parseContextURL({ contextUrl: "https://github.com/gitpod-io/gitpod" })],
+    ["RunnerService.CreateRunnerLogsToken", "user", (token) => server.runners(protocol, token).createRunnerLogsToken({ runnerId: runner.runnerId })],
     ["IdentityService.GetIDToken", "user", (token) => server.identity(protocol, token).getIDToken({ audience: ["x"] })],
-    ["RunnerInteractionService.GetLatestVersion", "runner", (token) => server.interaction(protocol, token).getLatestVersion({ runnerId: runner.runnerId })],
+    ["RunnerService.ListRunnerPolicies", "user", (token) => server.runners(protocol, token).listRunnerPolicies({ runnerId: runner.runnerId })],
   ];
 
   it.each(calls)("%s answers unimplemented to an authenticated caller", async (method, caller, call) => {

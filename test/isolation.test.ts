@@ -1,5 +1,5 @@
 // Tenant and runner isolation as a matrix: every RPC of RunnerService (16), IdentityService (3)
-// and RunnerInteractionService (6), called by each kind of caller, gets the code in the table
+// and RunnerInteractionService (8), called by each kind of caller, gets the code in the table
 // below. The requests aim at runner A (organization A) wherever they name a runner. Protocols
 // rotate from cell to cell, so the matrix covers Connect JSON/binary, gRPC and gRPC-Web.
 // Afterwards: nothing another caller attempted changed runner A, and "not found" for another
@@ -29,7 +29,9 @@ const NF = "NotFound";
 const PD = "PermissionDenied";
 const UA = "Unauthenticated";
 const UI = "Unimplemented";
-type Expected = typeof OK | typeof NF | typeof PD | typeof UA | typeof UI;
+const UV = "Unavailable";
+const FP = "FailedPrecondition";
+type Expected = typeof OK | typeof NF | typeof PD | typeof UA | typeof UI | typeof UV | typeof FP;
 
 // userA, userB: users of organizations A and B. runnerA, runnerB: runners of organization A
 // (runner A is the target). runnerOrgB: a runner of organization B. revokedKey: an API key of
@@ -44,11 +46,12 @@ const matrix: Record<string, Expected[]> = {
   "RunnerService.DeleteRunner":                      [OK,   NF,   PD,     PD,     PD,        UA,     UA,        UA],
   "RunnerService.CreateRunnerToken":                 [OK,   NF,   PD,     PD,     PD,        UA,     UA,        UA],
   "RunnerService.CreateRunnerLogsToken":             [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
-  "RunnerService.ParseContextURL":                   [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
-  "RunnerService.SearchRepositories":                [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
-  "RunnerService.ListSCMOrganizations":              [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
-  "RunnerService.CheckAuthenticationForHost":        [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
-  "RunnerService.CheckRepositoryAccess":             [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  // Relayed to runner A, which has no open stream (unavailable) and advertises no capability (unimplemented).
+  "RunnerService.ParseContextURL":                   [UV,   NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerService.SearchRepositories":                [UV,   NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerService.ListSCMOrganizations":              [UI,   NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerService.CheckAuthenticationForHost":        [UV,   NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerService.CheckRepositoryAccess":             [UI,   NF,   PD,     PD,     PD,        UA,     UA,        UA],
   "RunnerService.ListRunnerPolicies":                [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
   "RunnerService.CreateRunnerPolicy":                [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
   "RunnerService.UpdateRunnerPolicy":                [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
@@ -60,9 +63,13 @@ const matrix: Record<string, Expected[]> = {
   "RunnerInteractionService.Signup":                 [PD,   PD,   OK,     OK,     OK,        UA,     UA,        UA],
   "RunnerInteractionService.MarkRunnerActive":       [PD,   PD,   OK,     PD,     PD,        UA,     UA,        UA],
   "RunnerInteractionService.UpdateRunnerStatus":     [PD,   PD,   OK,     PD,     PD,        UA,     UA,        UA],
-  "RunnerInteractionService.GetLatestVersion":       [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
-  "RunnerInteractionService.GetRunnerConfiguration": [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
-  "RunnerInteractionService.ReportRunnerMetrics":    [UI,   UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  "RunnerInteractionService.WatchRequests":          [PD,   PD,   OK,     PD,     PD,        UA,     UA,        UA],
+  // A request id no call of runner A has.
+  "RunnerInteractionService.SendResponse":           [PD,   PD,   NF,     PD,     PD,        UA,     UA,        UA],
+  "RunnerInteractionService.GetLatestVersion":       [PD,   PD,   OK,     PD,     PD,        UA,     UA,        UA],
+  "RunnerInteractionService.GetRunnerConfiguration": [PD,   PD,   OK,     PD,     PD,        UA,     UA,        UA],
+  // Runner A has no managed metrics.
+  "RunnerInteractionService.ReportRunnerMetrics":    [PD,   PD,   FP,     PD,     PD,        UA,     UA,        UA],
 };
 
 // --- Fixtures -------------------------------------------------------------------------------------
@@ -138,6 +145,8 @@ const requests: Record<string, (caller: Caller) => Promise<object> | object> = {
   "RunnerInteractionService.Signup": () => ({ publicKey: PUBLIC_KEY }),
   "RunnerInteractionService.MarkRunnerActive": () => ({ runnerId: runnerA.runnerId }),
   "RunnerInteractionService.UpdateRunnerStatus": (caller) => ({ runnerId: runnerA.runnerId, version: `reported by ${caller}` }),
+  "RunnerInteractionService.WatchRequests": () => ({ runnerId: runnerA.runnerId }),
+  "RunnerInteractionService.SendResponse": () => ({ runnerId: runnerA.runnerId, requestId: randomUUID(), response: { case: "callPing", value: {} } }),
   "RunnerInteractionService.GetLatestVersion": () => ({ runnerId: runnerA.runnerId }),
   "RunnerInteractionService.GetRunnerConfiguration": () => ({ runnerId: runnerA.runnerId }),
   "RunnerInteractionService.ReportRunnerMetrics": () => ({ runnerId: runnerA.runnerId, compressedMetrics: new Uint8Array([1]) }),
@@ -148,7 +157,7 @@ const rpcs = services.flatMap((service) => service.methods.map((method) => ({ na
 
 describe("the matrix", () => {
   it("lists every RPC of the three services, each with a request", () => {
-    expect(rpcs).toHaveLength(16 + 3 + 6);
+    expect(rpcs).toHaveLength(16 + 3 + 8);
     expect(Object.keys(matrix).sort()).toEqual(rpcs.map((rpc) => rpc.name).sort());
     expect(Object.keys(requests).sort()).toEqual(rpcs.map((rpc) => rpc.name).sort());
     for (const row of Object.values(matrix)) expect(row).toHaveLength(callers.length);
@@ -165,7 +174,16 @@ describe("the matrix", () => {
       let code: string = OK;
       let response: Record<string, unknown> | undefined;
       try {
-        response = await client[rpc.method.localName]!(request);
+        if (rpc.method.methodKind === "server_streaming") {
+          // A stream that opens (its first message arrives) is OK; stop reading then.
+          const stream = client[rpc.method.localName]!(request) as unknown as AsyncIterable<Record<string, unknown>>;
+          for await (const message of stream) {
+            response = message;
+            break;
+          }
+        } else {
+          response = await client[rpc.method.localName]!(request);
+        }
       } catch (err) {
         code = Code[ConnectError.from(err).code];
       }

@@ -309,16 +309,17 @@ export class RunnerChannel {
       if (local) this.deliver(local, message);
       for (;;) {
         const outcome = await waiter.wait(deadline, options.signal);
-        if (outcome !== "poked" && (await this.store.abandon(requestId))) {
-          if (outcome === "aborted") {
-            this.stats.calls.canceled++;
-            throw options.signal?.reason instanceof ConnectError ? options.signal.reason : new ConnectError("the call was canceled", Code.Canceled);
-          }
-          this.stats.calls.timed_out++;
-          throw new ConnectError(`runner ${runnerId} did not answer ${options.method} within ${options.timeoutMs} ms`, Code.DeadlineExceeded);
-        }
-        const answer = await this.store.takeAnswer(requestId);
+        // Stopped waiting, unless the answer came in just before (then it is taken below).
+        const abandoned = outcome !== "poked" && (await this.store.abandon(requestId));
+        const answer = abandoned ? undefined : await this.store.takeAnswer(requestId);
         if (answer) return this.unpack<C>(fromBinary(SendResponseRequestSchema, answer));
+        if (outcome === "poked") continue; // a wake-up without an answer (after a reconnect of the notifications)
+        if (outcome === "aborted") {
+          this.stats.calls.canceled++;
+          throw options.signal?.reason instanceof ConnectError ? options.signal.reason : new ConnectError("the call was canceled", Code.Canceled);
+        }
+        this.stats.calls.timed_out++;
+        throw new ConnectError(`runner ${runnerId} did not answer ${options.method} within ${options.timeoutMs} ms`, Code.DeadlineExceeded);
       }
     } finally {
       this.waiters.delete(requestId);
