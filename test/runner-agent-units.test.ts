@@ -17,6 +17,8 @@ import { RUNNER_VERSION } from "../src/runner-agent/version.js";
 import { CallFailure, ErrorCode } from "../src/runner-agent/call-failure.js";
 import { generateKeyPair, matches, openSealed } from "../src/runner-agent/sealed-box.js";
 import { hashToken, StateDir, StateError } from "../src/runner-agent/state.js";
+import { IDLE_GOAWAY_MESSAGE, isIdleConnectionGoaway } from "../src/runner-agent/transport.js";
+import { Code, ConnectError } from "@connectrpc/connect";
 
 const SHA = "0123456789abcdef0123456789abcdef01234567";
 type Expected = Partial<Omit<ParsedContext, "target">> & { target: ParsedContext["target"] };
@@ -294,5 +296,16 @@ describe("state directory", () => {
     writeFileSync(join(dir, "x25519-secret-key"), "c2hvcnQ=\n", { mode: 0o600 });
     writeFileSync(join(dir, "x25519-public-key"), "c2hvcnQ=\n", { mode: 0o600 });
     expect(() => state.keyPair()).toThrow(/damaged/);
+  });
+});
+
+describe("connect-node's idle GOAWAY error (connectrpc/connect-es#1768)", () => {
+  it("is told apart from every other error, by the message connect-node really uses", () => {
+    const source = readFileSync(join(projectRoot, "node_modules/@connectrpc/connect-node/dist/esm/http2-session-manager.js"), "utf8");
+    expect(source).toContain(`new ConnectError("${IDLE_GOAWAY_MESSAGE}", Code.Canceled)`);
+    expect(isIdleConnectionGoaway(new ConnectError(IDLE_GOAWAY_MESSAGE, Code.Canceled))).toBe(true);
+    expect(isIdleConnectionGoaway(new ConnectError(IDLE_GOAWAY_MESSAGE, Code.Unavailable))).toBe(false);
+    expect(isIdleConnectionGoaway(new ConnectError("PING timed out", Code.Canceled))).toBe(false);
+    expect(isIdleConnectionGoaway(new Error(IDLE_GOAWAY_MESSAGE))).toBe(false);
   });
 });

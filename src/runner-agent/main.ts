@@ -7,6 +7,7 @@ import { GitRemote } from "./scm/git-remote.js";
 import { GitScm } from "./scm/git-scm.js";
 import { HostMap } from "./scm/providers.js";
 import { ReposDirectory } from "./scm/repos-dir.js";
+import { isIdleConnectionGoaway } from "./transport.js";
 import { RUNNER_VERSION } from "./version.js";
 
 async function main(): Promise<number> {
@@ -39,6 +40,18 @@ async function main(): Promise<number> {
     { ...options, logLevelFixed: options.logLevel !== undefined, handlers: { scm, repos } },
     log,
   );
+  // connect-node raises one error of an idle HTTP/2 connection's teardown as an uncaught
+  // exception (connectrpc/connect-es#1768: a GOAWAY on a connection without streams, e.g. from a
+  // server restarting or a load balancer, while a new request opens the next connection). It
+  // concerns no call; swallow exactly that one. Anything else uncaught stops the runner (exit 1).
+  process.on("uncaughtException", (err) => {
+    if (isIdleConnectionGoaway(err)) {
+      log.debug("an idle connection was closed by the server (GOAWAY)");
+      return;
+    }
+    log.error("uncaught exception", { error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    process.exit(1);
+  });
   let signals = 0;
   for (const signal of ["SIGTERM", "SIGINT"] as const) {
     process.on(signal, () => {

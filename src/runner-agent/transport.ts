@@ -3,7 +3,7 @@
 // a dead connection in pingIntervalMs + pingTimeoutMs even while the stream is quiet. Connect
 // (binary over HTTP/2, or JSON over HTTP/1.1) and gRPC-Web can be chosen with --protocol, e.g.
 // behind a proxy that speaks only HTTP/1.1; there the stream watchdog (agent.ts) finds dead streams.
-import type { Interceptor, Transport } from "@connectrpc/connect";
+import { Code, ConnectError, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, createGrpcWebTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { RUNNER_VERSION } from "./version.js";
 
@@ -65,4 +65,15 @@ export function createRunnerTransport(options: TransportOptions): RunnerTranspor
       ? createGrpcWebTransport({ ...common, useBinaryFormat: true })
       : createConnectTransport({ ...common, useBinaryFormat: options.protocol === "connect" });
   return { transport, close: () => {} };
+}
+
+/** The message connect-node's Http2SessionManager destroys an idle connection with on a GOAWAY. */
+export const IDLE_GOAWAY_MESSAGE = "received GOAWAY without any open streams";
+
+/**
+ * The error connect-node may raise as an uncaught exception after a GOAWAY on a connection
+ * without streams (connectrpc/connect-es#1768, open as of 2.1.2); it concerns no call.
+ */
+export function isIdleConnectionGoaway(err: unknown): boolean {
+  return err instanceof ConnectError && err.code === Code.Canceled && err.rawMessage === IDLE_GOAWAY_MESSAGE;
 }
