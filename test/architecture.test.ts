@@ -19,6 +19,8 @@ const ROOMS: { room: string; prefix: string; mayImport: string[] }[] = [
   { room: "store", prefix: "src/store/", mayImport: ["db"] },
   { room: "db", prefix: "src/store/db/", mayImport: ["paths"] },
   { room: "protobuf", prefix: "src/protobuf/", mayImport: [] },
+  // A client of the server, not a part of it: only gen/ and libraries.
+  { room: "runner-agent", prefix: "src/runner-agent/", mayImport: [] },
 ];
 /** Importable from every room: the generated code and the project's file locations. */
 const EVERYONE_MAY_IMPORT = ["gen", "paths"];
