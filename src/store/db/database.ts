@@ -4,6 +4,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
+import { NotificationSession } from "./notifications.js";
 import { parseTimestamptz, TIMESTAMPTZ_OID } from "./timestamptz.js";
 import type { PGlite } from "@electric-sql/pglite";
 
@@ -34,7 +35,8 @@ export interface Database extends Queryable {
    */
   withConnection<T>(fn: (conn: Queryable) => Promise<T>, options?: { unbounded?: boolean }): Promise<T>;
   /**
-   * Subscribes to NOTIFY on `channel` over a dedicated session. `onState(false)` reports that
+   * Subscribes to NOTIFY on `channel` over the process's one notification session (shared by every
+   * channel; src/store/db/notifications.ts). `onState(false)` reports that
    * notifications may have been missed (connection lost); `onState(true)` that they flow
    * again. Returns a function that stops listening.
    */
@@ -73,9 +75,11 @@ class PostgresDatabase implements Database {
   readonly kind = "postgres" as const;
   private readonly pool: pg.Pool;
   private readonly poolQueryable: Queryable;
+  /** One LISTEN session for every channel (src/store/db/notifications.ts). */
+  private readonly notifications: NotificationSession;
 
   constructor(
-    private readonly connectionString: string,
+    connectionString: string,
     poolSize: number,
     private readonly queryTimeoutMs: number,
   ) {
@@ -95,6 +99,12 @@ class PostgresDatabase implements Database {
     // Node would crash the process. The pool drops the client and a later query reconnects.
     this.pool.on("error", () => {});
     this.poolQueryable = pgQueryable(this.pool, queryTimeoutMs);
+    this.notifications = new NotificationSession({
+      connectionString,
+      connectTimeoutMs: CONNECT_TIMEOUT_MS,
+      keepAliveDelayMs: KEEPALIVE_DELAY_MS,
+      heartbeatMs: queryTimeoutMs > 0 ? Math.min(HEARTBEAT_MS, queryTimeoutMs) : HEARTBEAT_MS,
+    });
   }
 
   query<Row>(statement: Statement | string, values?: readonly unknown[]): Promise<QueryResult<Row>> {
@@ -139,70 +149,8 @@ class PostgresDatabase implements Database {
     });
   }
 
-  async listen(channel: string, onNotify: (payload: string) => void, onState: (connected: boolean) => void) {
-    let stopped = false;
-    let client: pg.Client | undefined;
-    let retry: NodeJS.Timeout | undefined;
-    let heartbeat: NodeJS.Timeout | undefined;
-    let delayMs = 250;
-    // A silent partition would leave this session waiting for notifications forever: a query
-    // now and then that must answer in time finds it (and the session is replaced).
-    const heartbeatMs = this.queryTimeoutMs > 0 ? Math.min(HEARTBEAT_MS, this.queryTimeoutMs) : HEARTBEAT_MS;
-    const connect = async () => {
-      const next = new pg.Client({
-        connectionString: this.connectionString,
-        application_name: "runner-control-plane-listen",
-        connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-        keepAlive: true,
-        keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
-        query_timeout: heartbeatMs,
-      });
-      const lost = () => {
-        if (client !== next) return;
-        client = undefined;
-        clearInterval(heartbeat);
-        onState(false);
-        next.removeAllListeners();
-        next.on("error", () => {});
-        // With a query outstanding (a heartbeat that timed out) pg destroys the socket rather
-        // than waiting for a goodbye on a silent connection.
-        next.end().catch(() => {});
-        if (!stopped) retry = setTimeout(connect, delayMs);
-        delayMs = Math.min(delayMs * 2, 5_000);
-      };
-      client = next;
-      next.on("error", lost);
-      next.on("end", lost);
-      next.on("notification", (message) => {
-        if (message.channel === channel && message.payload !== undefined) onNotify(message.payload);
-      });
-      try {
-        await next.connect();
-        await next.query(`LISTEN ${pg.escapeIdentifier(channel)}`);
-        if (stopped || client !== next) return;
-        delayMs = 250;
-        heartbeat = setInterval(() => {
-          next.query("SELECT 1").catch(lost);
-        }, heartbeatMs);
-        heartbeat.unref();
-        onState(true);
-      } catch {
-        lost();
-      }
-    };
-    await connect();
-    return async () => {
-      stopped = true;
-      clearTimeout(retry);
-      clearInterval(heartbeat);
-      const current = client;
-      client = undefined;
-      if (current) {
-        current.removeAllListeners();
-        current.on("error", () => {});
-        await current.end().catch(() => {});
-      }
-    };
+  listen(channel: string, onNotify: (payload: string) => void, onState: (connected: boolean) => void) {
+    return this.notifications.listen(channel, onNotify, onState);
   }
 
   poolStats() {
