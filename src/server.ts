@@ -55,6 +55,9 @@ import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
 import { GroupService } from "../gen/gitpod/v1/group_pb.js";
 
+/** How long after SHUTDOWN_TIMEOUT_MS a closing server waits for its connections before cutting them. */
+export const DRAIN_GRACE_MS = 1_000;
+
 export interface BuildOptions {
   config: Config;
   /** An open, migrated database; closed when the app closes. */
@@ -183,9 +186,15 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   // once and health Watch streams end (src/rpc/health.ts), so they do not hold up the drain.
   const readiness = new Readiness(limiter, () => db.query("SELECT 1"));
   const shutdown = new AbortController();
+  // The drain is bounded: SHUTDOWN_TIMEOUT_MS after close() began, Connect aborts the handlers
+  // still running; DRAIN_GRACE_MS later every connection still open is cut, so a client that
+  // never finishes its request cannot hold close() until the request or idle timeout.
+  let cutConnections: NodeJS.Timeout | undefined;
   app.addHook("preClose", async () => {
     readiness.markClosing();
     shutdown.abort();
+    const server = app.server as unknown as { closeAllConnections?: () => void };
+    cutConnections = setTimeout(() => server.closeAllConnections?.(), config.shutdownTimeoutMs + DRAIN_GRACE_MS).unref();
   });
 
   // Outermost first. Metrics see every call with its final code, shed ones included;
@@ -229,6 +238,7 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   });
 
   app.addHook("onClose", async () => {
+    clearTimeout(cutConnections);
     clearInterval(logFlusher);
     logDestination?.flushSync();
     await db.close();
