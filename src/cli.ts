@@ -188,7 +188,9 @@ function secretsKeyring(db: Database): SecretsKeyring {
 /** Every column holding sealed secrets (new ones are added here). */
 async function sealedColumns(): Promise<(db: Database) => SealedColumn[]> {
   const { sealedPrivateKeys } = await signingKeys();
-  return (db) => [sealedPrivateKeys(new SigningKeyStore(db))];
+  const { sealedTokenColumns } = await import("./domain/scm-credentials.js");
+  const { ScmCredentialStore } = await import("./store/scm-credential-store.js");
+  return (db) => [sealedPrivateKeys(new SigningKeyStore(db)), ...sealedTokenColumns(new ScmCredentialStore(db))];
 }
 
 async function run(argv: string[]): Promise<number> {

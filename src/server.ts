@@ -50,6 +50,12 @@ import { identityService } from "./rpc/services/identity-service.js";
 import { runnerInteractionService } from "./rpc/services/runner-interaction-service.js";
 import { runnerService } from "./rpc/services/runner-service.js";
 import { groupService } from "./rpc/services/group-service.js";
+import { runnerConfigurationService } from "./rpc/services/runner-configuration-service.js";
+import { RunnerConfigurationService } from "../gen/gitpod/v1/runner_configuration_pb.js";
+import { ScmCredentials } from "./domain/scm-credentials.js";
+import { EnvironmentClasses } from "./domain/environment-classes.js";
+import { ScmCredentialStore } from "./store/scm-credential-store.js";
+import { EnvironmentClassStore } from "./store/environment-class-store.js";
 import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
@@ -154,6 +160,9 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   // The server secrets key seals secrets at rest (src/domain/secrets.ts); undefined when not configured.
   const secretsKeyring = options.secretsKeyring ?? config.secretsKey?.keyring;
   const tokens = await tokenIssuer(app, config, db, secretsKeyring, clock, registry, identities);
+  // Runner configuration (docs/runner-configuration.md): SCM integrations, host tokens, environment classes.
+  const scm = new ScmCredentials(new ScmCredentialStore(db), registry, clock, pageTokens, secretsKeyring, (runnerId, event) => channel.sendEvent(runnerId, event));
+  const environmentClasses = new EnvironmentClasses(new EnvironmentClassStore(db), registry, clock, pageTokens);
   // Brute-force protection (src/ops/rate-limit.ts): AUTH_FAILURE_LIMIT failures per address and window.
   const authFailures =
     config.authFailureLimit > 0
@@ -205,7 +214,8 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
       serviceRoute(RunnerService, runnerService({ registry, policies, tokens, delegated, callTimeoutMs: config.runnerCallTimeoutMs })),
       serviceRoute(GroupService, groupService(groups, policies)),
       serviceRoute(IdentityService, identityService(registry, tokens)),
-      serviceRoute(RunnerInteractionService, runnerInteractionService({ registry, channel, releases, metrics: runnerMetrics })),
+      serviceRoute(RunnerInteractionService, runnerInteractionService({ registry, channel, releases, metrics: runnerMetrics, scm, classes: environmentClasses })),
+      serviceRoute(RunnerConfigurationService, runnerConfigurationService(scm, environmentClasses)),
     ],
     interceptors,
     reflectionInterceptors: [metrics.interceptor(), limiter.interceptor(), observeInterceptor(), rejectNulInterceptor()],

@@ -34,6 +34,7 @@ import {
   type LivenessPolicy,
 } from "./runners.js";
 import { generateToken, hashToken, tokenKindOf } from "./tokens.js";
+import { environmentClassId } from "./environment-classes.js";
 
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./page-token.js";
 
@@ -193,8 +194,7 @@ export class RunnerRegistry {
 
   async signup(runnerId: string, request: SignupRequest): Promise<void> {
     const environmentClasses = request.environmentClasses.map((environmentClass) => ({
-      id: environmentClass.id || randomUUID(),
-      runnerId,
+      id: environmentClassId(runnerId, environmentClass.id, environmentClass.displayName),
       displayName: environmentClass.displayName,
       description: environmentClass.description,
       configuration: environmentClass.configuration.map(({ key, value }) => ({ key, value })),

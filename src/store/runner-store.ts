@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { isConnectionError, sql, type Database, type Queryable } from "./db/database.js";
 import { CREDENTIALS_CHANNEL, revocationPayloadSql } from "./credential-revocations.js";
+import { offerEnvironmentClasses, type OfferedClass } from "./environment-class-store.js";
 
 /** Enum numbers as stored; they are the gitpod.v1 wire values. */
 const KIND_LOCAL_CONFIGURATION = 3;
@@ -151,6 +152,14 @@ const INSERT_RUNNER_COLUMNS = `id, organization_id, creator_id, creator_principa
   devcontainer_image_cache_enabled, continuous_profiling, update_window_start, update_window_end,
   metrics_enabled, metrics_url, metrics_username, metrics_password, metrics_managed_enabled, metrics_include_verbose`;
 
+/**
+ * SQL: runner `alias` is within the scope in parameter `param` (uuid[]; null = every runner):
+ * it has no policies, or one of these groups holds a role on it (src/domain/access.ts listingScope).
+ */
+export const runnerInScope = (alias: string, param: string) => `(${param}::uuid[] IS NULL
+             OR NOT EXISTS (SELECT 1 FROM runner_policies p WHERE p.runner_id = ${alias}.id)
+             OR EXISTS (SELECT 1 FROM runner_policies p WHERE p.runner_id = ${alias}.id AND p.group_id = ANY(${param}::uuid[])))`;
+
 const q = {
   // One statement for a whole batch of registrations: each runner and its first exchange
   // token commit together, in one round trip and one commit for all of them.
@@ -265,9 +274,9 @@ const q = {
   ),
   signup: sql(
     "runner_signup",
-    `UPDATE runners SET public_key = $2, environment_classes = $3::jsonb,
-            signed_up_at = $4, last_active_at = GREATEST($4, last_active_at),
-            status_reported_at = GREATEST($4, status_reported_at)
+    `UPDATE runners SET public_key = $2,
+            signed_up_at = $3, last_active_at = GREATEST($3, last_active_at),
+            status_reported_at = GREATEST($3, status_reported_at)
       WHERE id = $1 AND deleted_at IS NULL
       RETURNING id`,
   ),
@@ -431,9 +440,18 @@ export class RunnerStore {
     return rows[0];
   }
 
-  async signup(runnerId: string, publicKey: Uint8Array, environmentClasses: unknown[], now: Date): Promise<boolean> {
-    const { rowCount } = await this.db.query(q.signup, [runnerId, publicKey, JSON.stringify(environmentClasses), now]);
-    return rowCount === 1;
+  /** Records the key and stores the offered environment classes (their own table), in one transaction. */
+  async signup(runnerId: string, publicKey: Uint8Array, environmentClasses: OfferedClass[], now: Date): Promise<boolean> {
+    if (environmentClasses.length === 0) {
+      const { rowCount } = await this.db.query(q.signup, [runnerId, publicKey, now]);
+      return rowCount === 1;
+    }
+    return this.db.transaction(async (tx) => {
+      const { rowCount } = await tx.query(q.signup, [runnerId, publicKey, now]);
+      if (rowCount !== 1) return false;
+      await offerEnvironmentClasses(tx, runnerId, environmentClasses, now);
+      return true;
+    });
   }
 
   /** Records a heartbeat for each id; returns the ids that exist, are live and have signed up. */
