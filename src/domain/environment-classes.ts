@@ -1,7 +1,7 @@
 // Environment classes (RunnerConfigurationService Create/Get/List/UpdateEnvironmentClass and the
 // runner-side ListRunnerEnvironmentClasses): what machines a runner offers. Whoever may use a
 // runner sees its classes; whoever manages it creates and changes them.
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { EnvironmentClassSchema, ListEnvironmentClassesRequest, UpdateEnvironmentClassRequest, CreateEnvironmentClassRequest } from "../../gen/gitpod/v1/runner_configuration_pb.js";
 import type { ListRunnerEnvironmentClassesRequest } from "../../gen/gitpod/v1/runner_interaction_pb.js";
@@ -12,18 +12,7 @@ import type { Clock } from "./clock.js";
 import { notFound } from "./errors.js";
 import { scopeDigest, type PageTokenCodec } from "./page-token.js";
 import type { RunnerRegistry } from "./runner-registry.js";
-import { UUID } from "./runners.js";
 
-/**
- * The id of a class a runner offers at Signup: its own id when that is a UUID, else a UUID
- * derived from (runner, id) (or the display name when it sent none), so a Signup repeated after a
- * restart updates the same classes. Migration 0008 derives ids of earlier Signups the same way.
- */
-export function environmentClassId(runnerId: string, offeredId: string, displayName: string): string {
-  if (UUID.test(offeredId)) return offeredId.toLowerCase();
-  const hex = createHash("md5").update(`${runnerId}:${offeredId || `display:${displayName}`}`).digest("hex");
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
 
 export function environmentClassMessage(row: EnvironmentClassRow): MessageInitShape<typeof EnvironmentClassSchema> {
   return {

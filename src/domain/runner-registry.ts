@@ -12,6 +12,8 @@ import type { SignupRequest, UpdateRunnerStatusRequest } from "../../gen/gitpod/
 import type { Clock } from "./clock.js";
 import type { ListFilter, NewRunner, RunnerRow, RunnerStore, StatusPatch } from "../store/runner-store.js";
 import { Batcher } from "../store/db/batcher.js";
+import type { Queryable } from "../store/db/database.js";
+import { offerEnvironmentClasses } from "../store/environment-class-store.js";
 import type { Revocation } from "../store/credential-revocations.js";
 import { failedPrecondition, notFound } from "./errors.js";
 import { filterDigest, type PageTokenCodec } from "./page-token.js";
@@ -27,6 +29,7 @@ import {
 } from "./access.js";
 import {
   EXCHANGE_TOKEN_TTL_MS,
+  environmentClassId,
   newRunnerFrom,
   rowOfNewRunner,
   runnerMessage,
@@ -34,7 +37,6 @@ import {
   type LivenessPolicy,
 } from "./runners.js";
 import { generateToken, hashToken, tokenKindOf } from "./tokens.js";
-import { environmentClassId } from "./environment-classes.js";
 
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./page-token.js";
 
@@ -200,7 +202,9 @@ export class RunnerRegistry {
       configuration: environmentClass.configuration.map(({ key, value }) => ({ key, value })),
       enabled: environmentClass.enabled,
     }));
-    if (!(await this.store.signup(runnerId, request.publicKey, environmentClasses, this.clock.now()))) {
+    const now = this.clock.now();
+    const offer = environmentClasses.length > 0 ? (tx: Queryable) => offerEnvironmentClasses(tx, runnerId, environmentClasses, now) : undefined;
+    if (!(await this.store.signup(runnerId, request.publicKey, now, offer))) {
       throw notFound(`runner ${runnerId}`);
     }
   }

@@ -4,7 +4,6 @@
 import { randomUUID } from "node:crypto";
 import { isConnectionError, sql, type Database, type Queryable } from "./db/database.js";
 import { CREDENTIALS_CHANNEL, revocationPayloadSql } from "./credential-revocations.js";
-import { offerEnvironmentClasses, type OfferedClass } from "./environment-class-store.js";
 
 /** Enum numbers as stored; they are the gitpod.v1 wire values. */
 const KIND_LOCAL_CONFIGURATION = 3;
@@ -440,16 +439,19 @@ export class RunnerStore {
     return rows[0];
   }
 
-  /** Records the key and stores the offered environment classes (their own table), in one transaction. */
-  async signup(runnerId: string, publicKey: Uint8Array, environmentClasses: OfferedClass[], now: Date): Promise<boolean> {
-    if (environmentClasses.length === 0) {
+  /**
+   * Records the key; `alsoWrite` (the offered environment classes, src/store/environment-class-store.ts)
+   * commits in the same transaction.
+   */
+  async signup(runnerId: string, publicKey: Uint8Array, now: Date, alsoWrite?: (tx: Queryable) => Promise<void>): Promise<boolean> {
+    if (!alsoWrite) {
       const { rowCount } = await this.db.query(q.signup, [runnerId, publicKey, now]);
       return rowCount === 1;
     }
     return this.db.transaction(async (tx) => {
       const { rowCount } = await tx.query(q.signup, [runnerId, publicKey, now]);
       if (rowCount !== 1) return false;
-      await offerEnvironmentClasses(tx, runnerId, environmentClasses, now);
+      await alsoWrite(tx);
       return true;
     });
   }
