@@ -74,3 +74,11 @@ SELECT CASE WHEN c.value->>'id' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 ON CONFLICT (id) DO NOTHING;
 
 ALTER TABLE runners DROP COLUMN environment_classes;
+
+-- The runner secrets set with CreateRunner/UpdateRunner (metrics password, Honeycomb API key)
+-- move under the same envelope encryption, bound to the runner id. Values stored in the plaintext
+-- columns before this migration are sealed by the first server that starts with a secrets key
+-- (src/domain/runner-registry.ts sealPlaintextSecrets: the key is not in the database, so SQL
+-- cannot do it), which then empties the plaintext columns.
+ALTER TABLE runners ADD COLUMN metrics_password_sealed bytea;
+ALTER TABLE runners ADD COLUMN honeycomb_api_key_sealed bytea;

@@ -190,7 +190,13 @@ async function sealedColumns(): Promise<(db: Database) => SealedColumn[]> {
   const { sealedPrivateKeys } = await signingKeys();
   const { sealedTokenColumns } = await import("./domain/scm-credentials.js");
   const { ScmCredentialStore } = await import("./store/scm-credential-store.js");
-  return (db) => [sealedPrivateKeys(new SigningKeyStore(db)), ...sealedTokenColumns(new ScmCredentialStore(db))];
+  const { sealedRunnerColumns } = await import("./domain/runner-secrets.js");
+  const { RunnerStore } = await import("./store/runner-store.js");
+  return (db) => [
+    sealedPrivateKeys(new SigningKeyStore(db)),
+    ...sealedTokenColumns(new ScmCredentialStore(db)),
+    ...sealedRunnerColumns(new RunnerStore(db)),
+  ];
 }
 
 async function run(argv: string[]): Promise<number> {

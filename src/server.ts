@@ -12,6 +12,7 @@ import { Authenticator } from "./domain/auth.js";
 import { CredentialCache } from "./domain/credential-cache.js";
 import { PageTokenCodec } from "./domain/page-token.js";
 import { RunnerRegistry } from "./domain/runner-registry.js";
+import { RunnerSecrets } from "./domain/runner-secrets.js";
 import { GroupDirectory } from "./domain/groups.js";
 import { RunnerPolicies } from "./domain/runner-policies.js";
 import { TokenIssuer } from "./domain/id-tokens.js";
@@ -145,7 +146,11 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     pageTokens,
     (revocation) => credentials.revoke(revocation),
     (runnerId) => channel.sendEvent(runnerId, { case: "eventRunnerConfigurationChange", value: {} }),
+    new RunnerSecrets(options.secretsKeyring ?? config.secretsKey?.keyring),
   );
+  // Runner secrets stored in plaintext before migration 0008 are sealed now (src/domain/runner-secrets.ts).
+  const sealedRunners = await registry.secrets.sealPlaintext(runnerStore);
+  if (sealedRunners > 0) app.log.info({ runners: sealedRunners }, "sealed runner secrets stored in plaintext by an earlier version");
   // Who may do what (src/domain/access.ts): groups, memberships and runner policies.
   const groupStore = new GroupStore(db);
   const groups = new GroupDirectory(groupStore, clock, pageTokens, (revocation) => credentials.revoke(revocation));

@@ -11,7 +11,10 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { HostAuthenticationTokenSource, RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { RunnerRole } from "../gen/gitpod/v1/runner_pb.js";
 import { Principal } from "../gen/gitpod/v1/identity_pb.js";
-import { protocols, startServer, type Protocol, type TestServer, type TestUser } from "./harness.js";
+import { protocols, startServer, TEST_SECRETS_KEY, type Protocol, type TestServer, type TestUser } from "./harness.js";
+import { SecretsKeyring } from "../src/domain/secrets.js";
+import { RunnerSecrets } from "../src/domain/runner-secrets.js";
+import { RunnerStore } from "../src/store/runner-store.js";
 import { TestRunner } from "./runner-client.js";
 
 let server: TestServer;
@@ -220,6 +223,39 @@ describe.each(protocols)("over %s", (protocol: Protocol) => {
   });
 });
 
+describe("the runner secrets of CreateRunner/UpdateRunner (metrics password, Honeycomb key)", () => {
+  const METRICS_PASSWORD = "metrics-pw-SealedAtRest-31337";
+  const HONEYCOMB_KEY = "hcaik_SealedAtRestHoneycombKey-4242";
+
+  it("are sealed at rest, and reach the runner sealed to its key", async () => {
+    const { runner, keys } = await keyedRunner(admin);
+    await server.runners("grpc", admin.apiKey).updateRunner({
+      runnerId: runner.runnerId,
+      spec: { configuration: { metrics: { enabled: true, url: "https://metrics.example.com", username: "u", password: METRICS_PASSWORD }, honeycombApiKey: HONEYCOMB_KEY } },
+    });
+    const { configuration } = await runner.client(server.transport("grpc-web", runner.accessToken)).getRunnerConfiguration({ runnerId: runner.runnerId });
+    expect(open(configuration!.metrics!.encryptedPassword, keys)).toBe(METRICS_PASSWORD);
+    expect(open(configuration!.encryptedHoneycombApiKey, keys)).toBe(HONEYCOMB_KEY);
+    const dump = await dumpOfAllTables();
+    expect(dump.includes(METRICS_PASSWORD)).toBe(false);
+    expect(dump.includes(HONEYCOMB_KEY)).toBe(false);
+  });
+
+  it("stored in plaintext by an earlier version are sealed at start and still delivered", async () => {
+    const { runner, keys } = await keyedRunner(admin);
+    await server.db.query("UPDATE runners SET metrics_password = $2, honeycomb_api_key = $3 WHERE id = $1", [runner.runnerId, `legacy-${METRICS_PASSWORD}`, `legacy-${HONEYCOMB_KEY}`]);
+    // What every server runs at start (src/server.ts), with the same key.
+    const sealed = await new RunnerSecrets(SecretsKeyring.parse(TEST_SECRETS_KEY, "test")).sealPlaintext(new RunnerStore(server.db));
+    expect(sealed).toBeGreaterThanOrEqual(1);
+    const dump = await dumpOfAllTables();
+    expect(dump.includes(`legacy-${METRICS_PASSWORD}`)).toBe(false);
+    expect(dump.includes(`legacy-${HONEYCOMB_KEY}`)).toBe(false);
+    const { configuration } = await runner.client(server.transport("connect-json", runner.accessToken)).getRunnerConfiguration({ runnerId: runner.runnerId });
+    expect(open(configuration!.metrics!.encryptedPassword, keys)).toBe(`legacy-${METRICS_PASSWORD}`);
+    expect(open(configuration!.encryptedHoneycombApiKey, keys)).toBe(`legacy-${HONEYCOMB_KEY}`);
+  });
+});
+
 describe("without a server secrets key", () => {
   let bare: TestServer;
   beforeAll(async () => {
@@ -234,6 +270,15 @@ describe("without a server secrets key", () => {
     await config.createSCMIntegration({ runnerId: runner.runnerId, scmId: "github", host: "github.com", pat: true });
     const err = await config
       .createHostAuthenticationToken({ runnerId: runner.runnerId, host: "github.com", token: "ghp_x", source: HostAuthenticationTokenSource.PAT })
+      .then(() => undefined, (e: unknown) => ConnectError.from(e));
+    expect(err?.code).toBe(Code.FailedPrecondition);
+    expect(err?.rawMessage).toContain("SECRETS_KEY_FILE");
+  });
+
+  it("setting a runner's metrics password is failed_precondition naming SECRETS_KEY_FILE", async () => {
+    const user = await bare.newUser();
+    const err = await bare.runners("grpc", user.apiKey)
+      .createRunner({ name: "no key", provider: RunnerProvider.AWS_EC2, spec: { configuration: { metrics: { password: "pw" } } } })
       .then(() => undefined, (e: unknown) => ConnectError.from(e));
     expect(err?.code).toBe(Code.FailedPrecondition);
     expect(err?.rawMessage).toContain("SECRETS_KEY_FILE");

@@ -36,6 +36,7 @@ import {
   specPatchFrom,
   type LivenessPolicy,
 } from "./runners.js";
+import { RunnerSecrets } from "./runner-secrets.js";
 import { generateToken, hashToken, tokenKindOf } from "./tokens.js";
 
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./page-token.js";
@@ -64,6 +65,8 @@ export class RunnerRegistry {
     private readonly onRevoked: (revocation: Revocation) => void = () => {},
     /** Called (and awaited) after UpdateRunner changed a runner's spec.configuration; the runner is told. */
     private readonly onConfigurationChanged: (runnerId: string) => Promise<void> = async () => {},
+    /** Seals the metrics password and Honeycomb key at rest (src/domain/runner-secrets.ts). */
+    readonly secrets: RunnerSecrets = new RunnerSecrets(undefined),
   ) {
     const readBatch = (read: (ids: string[]) => Promise<RunnerRow[]>) => async (ids: string[]) => {
       const rows = new Map((await read([...new Set(ids)])).map((row) => [row.id, row]));
@@ -82,7 +85,7 @@ export class RunnerRegistry {
   async create(user: UserCaller, request: Parameters<typeof newRunnerFrom>[0]): Promise<{ runner: Runner; exchangeToken: string }> {
     requireMayCreateRunners(user);
     const now = this.clock.now();
-    const runner = newRunnerFrom(request, { runnerId: randomUUID(), organizationId: user.organizationId, creatorId: user.userId }, now);
+    const runner = this.secrets.sealNew(newRunnerFrom(request, { runnerId: randomUUID(), organizationId: user.organizationId, creatorId: user.userId }, now));
     const exchangeToken = generateToken("exchange");
     // Resolves only after the batch that holds this runner and its token hash has committed.
     await this.registrations.submit({ runner, tokenHash: hashToken(exchangeToken), expiresAt: new Date(now.getTime() + EXCHANGE_TOKEN_TTL_MS) });
@@ -147,7 +150,7 @@ export class RunnerRegistry {
   async update(user: UserCaller, request: UpdateRunnerRequest): Promise<void> {
     const { organizationId } = user;
     await this.authorizeChange(user, request.runnerId);
-    const patch = specPatchFrom(request);
+    const patch = this.secrets.sealPatch(request.runnerId.toLowerCase(), specPatchFrom(request));
     const changesSomething = Object.values(patch).some((value) => value !== undefined);
     if (changesSomething && (await this.store.update(organizationId, request.runnerId, patch, this.clock.now()))) {
       const configurationChanged = Object.entries(patch).some(([field, value]) => value !== undefined && field !== "name" && field !== "desiredPhase");

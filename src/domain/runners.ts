@@ -327,5 +327,7 @@ export function rowOfNewRunner(runner: NewRunner): RunnerRow {
     capabilities: [],
     gatewayInfo: null,
     honeycombApiKey: "",
+    metricsPasswordSealed: runner.metricsPasswordSealed ?? null,
+    honeycombApiKeySealed: null,
   });
 }

@@ -35,6 +35,9 @@ export interface StoredFieldValue {
 }
 
 export interface RunnerRow extends RunnerSpecColumns {
+  /** The metrics password and Honeycomb key sealed with the server secrets key (migration 0008); null: none. */
+  metricsPasswordSealed: Uint8Array | null;
+  honeycombApiKeySealed: Uint8Array | null;
   id: string;
   organizationId: string;
   creatorId: string | null;
@@ -69,6 +72,8 @@ export interface RunnerRow extends RunnerSpecColumns {
 }
 
 export interface NewRunner extends RunnerSpecColumns {
+  /** The metrics password sealed with the server secrets key (metricsPassword is then ""). */
+  metricsPasswordSealed?: Uint8Array | null;
   id: string;
   organizationId: string;
   creatorId: string;
@@ -98,6 +103,9 @@ export type RunnerSpecPatch = {
   metricsManagedEnabled?: boolean;
   metricsIncludeVerbose?: boolean;
   honeycombApiKey?: string;
+  /** null clears; with them the plaintext fields above are set to "" (legacy columns). */
+  metricsPasswordSealed?: Uint8Array | null;
+  honeycombApiKeySealed?: Uint8Array | null;
 };
 
 export interface StatusPatch {
@@ -139,7 +147,8 @@ const RUNNER_COLUMNS = `
   status_system_details AS "statusSystemDetails", status_log_url AS "statusLogUrl", status_region AS "statusRegion",
   status_llm_url AS "statusLlmUrl", status_support_bundle_url AS "statusSupportBundleUrl",
   degradation_message AS "degradationMessage", additional_info AS "additionalInfo", capabilities,
-  gateway_info AS "gatewayInfo", honeycomb_api_key AS "honeycombApiKey"`;
+  gateway_info AS "gatewayInfo", honeycomb_api_key AS "honeycombApiKey",
+  metrics_password_sealed AS "metricsPasswordSealed", honeycomb_api_key_sealed AS "honeycombApiKeySealed"`;
 
 // Reading the policies costs a subquery per runner (about as much again as the row itself), so
 // only the reads that decide for organization members ask for them.
@@ -149,7 +158,8 @@ const POLICIES_COLUMN = `COALESCE((SELECT jsonb_agg(jsonb_build_object('groupId'
 const INSERT_RUNNER_COLUMNS = `id, organization_id, creator_id, creator_principal, name, kind, provider, runner_manager_id,
   created_at, updated_at, desired_phase, variant, region, release_channel, auto_update, log_level,
   devcontainer_image_cache_enabled, continuous_profiling, update_window_start, update_window_end,
-  metrics_enabled, metrics_url, metrics_username, metrics_password, metrics_managed_enabled, metrics_include_verbose`;
+  metrics_enabled, metrics_url, metrics_username, metrics_password, metrics_managed_enabled, metrics_include_verbose,
+  metrics_password_sealed`;
 
 /**
  * SQL: runner `alias` is within the scope in parameter `param` (uuid[]; null = every runner):
@@ -169,7 +179,7 @@ const q = {
                             $8::uuid[], $9::timestamptz[], $10::smallint[], $11::smallint[], $12::text[], $13::smallint[],
                             $14::boolean[], $15::smallint[], $16::boolean[], $17::boolean[], $18::smallint[], $19::smallint[],
                             $20::boolean[], $21::text[], $22::text[], $23::text[], $24::boolean[], $25::boolean[],
-                            $26::bytea[], $27::timestamptz[])
+                            $26::bytea[], $27::bytea[], $28::timestamptz[])
          AS t(${INSERT_RUNNER_COLUMNS.replace("created_at, updated_at", "created_at")}, token_hash, expires_at)
      ), runner AS (
        INSERT INTO runners (${INSERT_RUNNER_COLUMNS})
@@ -228,6 +238,8 @@ const q = {
        metrics_managed_enabled = COALESCE($17, metrics_managed_enabled),
        metrics_include_verbose = COALESCE($18, metrics_include_verbose),
        honeycomb_api_key = COALESCE($19, honeycomb_api_key),
+       metrics_password_sealed = CASE WHEN $21::boolean THEN $22::bytea ELSE metrics_password_sealed END,
+       honeycomb_api_key_sealed = CASE WHEN $23::boolean THEN $24::bytea ELSE honeycomb_api_key_sealed END,
        updated_at = GREATEST($20, updated_at)
      WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL
        AND ($4::smallint IS NULL OR kind = ${KIND_LOCAL_CONFIGURATION})
@@ -309,6 +321,33 @@ const q = {
   ),
 };
 
+/** The runner secret columns sealed with the server secrets key. */
+export type SealedRunnerColumn = "metrics_password_sealed" | "honeycomb_api_key_sealed";
+
+const secretsQ = {
+  plaintext: sql(
+    "runner_plaintext_secrets",
+    `SELECT id, metrics_password AS "metricsPassword", honeycomb_api_key AS "honeycombApiKey" FROM runners
+      WHERE metrics_password <> '' OR honeycomb_api_key <> ''`,
+  ),
+  // Only if the plaintext is still what was sealed (a concurrent UpdateRunner wins).
+  replacePlaintext: sql(
+    "runner_replace_plaintext_secrets",
+    `UPDATE runners SET metrics_password = '', honeycomb_api_key = '',
+            metrics_password_sealed = CASE WHEN $2 <> '' THEN $4::bytea ELSE metrics_password_sealed END,
+            honeycomb_api_key_sealed = CASE WHEN $3 <> '' THEN $5::bytea ELSE honeycomb_api_key_sealed END
+      WHERE id = $1 AND metrics_password = $2 AND honeycomb_api_key = $3`,
+  ),
+  sealed: {
+    metrics_password_sealed: sql("runner_sealed_metrics_password", `SELECT id, metrics_password_sealed AS sealed FROM runners WHERE metrics_password_sealed IS NOT NULL`),
+    honeycomb_api_key_sealed: sql("runner_sealed_honeycomb", `SELECT id, honeycomb_api_key_sealed AS sealed FROM runners WHERE honeycomb_api_key_sealed IS NOT NULL`),
+  },
+  replaceSealed: {
+    metrics_password_sealed: sql("runner_reseal_metrics_password", `UPDATE runners SET metrics_password_sealed = $3 WHERE id = $1 AND metrics_password_sealed = $2`),
+    honeycomb_api_key_sealed: sql("runner_reseal_honeycomb", `UPDATE runners SET honeycomb_api_key_sealed = $3 WHERE id = $1 AND honeycomb_api_key_sealed = $2`),
+  },
+};
+
 export function insertLocalConfigurationRunner(tx: Queryable, organizationId: string, now: Date): Promise<unknown> {
   return tx.query(q.insertLocalConfiguration, [randomUUID(), organizationId, now]);
 }
@@ -364,7 +403,8 @@ export class RunnerStore {
       column((r) => r.devcontainerImageCacheEnabled), column((r) => r.continuousProfiling), column((r) => r.updateWindowStart),
       column((r) => r.updateWindowEnd), column((r) => r.metricsEnabled), column((r) => r.metricsUrl),
       column((r) => r.metricsUsername), column((r) => r.metricsPassword), column((r) => r.metricsManagedEnabled),
-      column((r) => r.metricsIncludeVerbose), items.map((item) => item.tokenHash), items.map((item) => item.expiresAt),
+      column((r) => r.metricsIncludeVerbose), column((r) => r.metricsPasswordSealed ?? null),
+      items.map((item) => item.tokenHash), items.map((item) => item.expiresAt),
     ];
   }
 
@@ -410,6 +450,8 @@ export class RunnerStore {
       patch.updateWindow?.end ?? null, orNull(patch.metricsEnabled), orNull(patch.metricsUrl),
       orNull(patch.metricsUsername), orNull(patch.metricsPassword), orNull(patch.metricsManagedEnabled),
       orNull(patch.metricsIncludeVerbose), orNull(patch.honeycombApiKey), now,
+      patch.metricsPasswordSealed !== undefined, patch.metricsPasswordSealed ?? null,
+      patch.honeycombApiKeySealed !== undefined, patch.honeycombApiKeySealed ?? null,
     ]);
     return rowCount === 1;
   }
@@ -454,6 +496,33 @@ export class RunnerStore {
       await alsoWrite(tx);
       return true;
     });
+  }
+
+  /** Runners whose secrets are still in the plaintext columns (written before migration 0008). */
+  async plaintextSecrets(): Promise<{ id: string; metricsPassword: string; honeycombApiKey: string }[]> {
+    const { rows } = await this.db.query<{ id: string; metricsPassword: string; honeycombApiKey: string }>(secretsQ.plaintext, []);
+    return rows;
+  }
+
+  /** Moves one runner's secrets from the plaintext columns to the sealed ones; false when they changed meanwhile. */
+  async replacePlaintextSecrets(
+    before: { id: string; metricsPassword: string; honeycombApiKey: string },
+    sealed: { metricsPassword: Uint8Array | null; honeycombApiKey: Uint8Array | null },
+  ): Promise<boolean> {
+    const { rowCount } = await this.db.query(secretsQ.replacePlaintext, [
+      before.id, before.metricsPassword, before.honeycombApiKey, sealed.metricsPassword, sealed.honeycombApiKey,
+    ]);
+    return rowCount === 1;
+  }
+
+  async sealedSecrets(column: SealedRunnerColumn): Promise<{ id: string; sealed: Uint8Array }[]> {
+    const { rows } = await this.db.query<{ id: string; sealed: Uint8Array }>(secretsQ.sealed[column], []);
+    return rows;
+  }
+
+  async replaceSealedSecret(column: SealedRunnerColumn, id: string, before: Uint8Array, after: Uint8Array): Promise<boolean> {
+    const { rowCount } = await this.db.query(secretsQ.replaceSealed[column], [id, before, after]);
+    return rowCount === 1;
   }
 
   /** Records a heartbeat for each id; returns the ids that exist, are live and have signed up. */

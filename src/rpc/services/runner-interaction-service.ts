@@ -81,7 +81,7 @@ export function runnerInteractionService({ registry, channel, releases, metrics,
     async getRunnerConfiguration(request, ctx) {
       const runner = requireRunnerSelf(ctx, request.runnerId);
       const row = await registry.signedUp(runner.runnerId);
-      return runnerConfigurationOf({ ...row, publicKey: row.publicKey ?? new Uint8Array(0) });
+      return runnerConfigurationOf({ ...row, publicKey: row.publicKey ?? new Uint8Array(0) }, registry.secrets.open(row));
     },
 
     async reportRunnerMetrics(request, ctx) {
