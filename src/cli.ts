@@ -188,7 +188,15 @@ function secretsKeyring(db: Database): SecretsKeyring {
 /** Every column holding sealed secrets (new ones are added here). */
 async function sealedColumns(): Promise<(db: Database) => SealedColumn[]> {
   const { sealedPrivateKeys } = await signingKeys();
-  return (db) => [sealedPrivateKeys(new SigningKeyStore(db))];
+  const { sealedTokenColumns } = await import("./domain/scm-credentials.js");
+  const { ScmCredentialStore } = await import("./store/scm-credential-store.js");
+  const { sealedRunnerColumns } = await import("./domain/runner-secrets.js");
+  const { RunnerStore } = await import("./store/runner-store.js");
+  return (db) => [
+    sealedPrivateKeys(new SigningKeyStore(db)),
+    ...sealedTokenColumns(new ScmCredentialStore(db)),
+    ...sealedRunnerColumns(new RunnerStore(db)),
+  ];
 }
 
 async function run(argv: string[]): Promise<number> {

@@ -12,6 +12,7 @@ import { Authenticator } from "./domain/auth.js";
 import { CredentialCache } from "./domain/credential-cache.js";
 import { PageTokenCodec } from "./domain/page-token.js";
 import { RunnerRegistry } from "./domain/runner-registry.js";
+import { RunnerSecrets } from "./domain/runner-secrets.js";
 import { GroupDirectory } from "./domain/groups.js";
 import { RunnerPolicies } from "./domain/runner-policies.js";
 import { TokenIssuer } from "./domain/id-tokens.js";
@@ -50,6 +51,12 @@ import { identityService } from "./rpc/services/identity-service.js";
 import { runnerInteractionService } from "./rpc/services/runner-interaction-service.js";
 import { runnerService } from "./rpc/services/runner-service.js";
 import { groupService } from "./rpc/services/group-service.js";
+import { runnerConfigurationService } from "./rpc/services/runner-configuration-service.js";
+import { RunnerConfigurationService } from "../gen/gitpod/v1/runner_configuration_pb.js";
+import { ScmCredentials } from "./domain/scm-credentials.js";
+import { EnvironmentClasses } from "./domain/environment-classes.js";
+import { ScmCredentialStore } from "./store/scm-credential-store.js";
+import { EnvironmentClassStore } from "./store/environment-class-store.js";
 import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
@@ -142,7 +149,11 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     pageTokens,
     (revocation) => credentials.revoke(revocation),
     (runnerId) => channel.sendEvent(runnerId, { case: "eventRunnerConfigurationChange", value: {} }),
+    new RunnerSecrets(options.secretsKeyring ?? config.secretsKey?.keyring),
   );
+  // Runner secrets stored in plaintext before migration 0008 are sealed now (src/domain/runner-secrets.ts).
+  const sealedRunners = await registry.secrets.sealPlaintext(runnerStore);
+  if (sealedRunners > 0) app.log.info({ runners: sealedRunners }, "sealed runner secrets stored in plaintext by an earlier version");
   // Who may do what (src/domain/access.ts): groups, memberships and runner policies.
   const groupStore = new GroupStore(db);
   const groups = new GroupDirectory(groupStore, clock, pageTokens, (revocation) => credentials.revoke(revocation));
@@ -157,6 +168,9 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
   // The server secrets key seals secrets at rest (src/domain/secrets.ts); undefined when not configured.
   const secretsKeyring = options.secretsKeyring ?? config.secretsKey?.keyring;
   const tokens = await tokenIssuer(app, config, db, secretsKeyring, clock, registry, identities);
+  // Runner configuration (docs/runner-configuration.md): SCM integrations, host tokens, environment classes.
+  const scm = new ScmCredentials(new ScmCredentialStore(db), registry, clock, pageTokens, secretsKeyring, (runnerId, event) => channel.sendEvent(runnerId, event));
+  const environmentClasses = new EnvironmentClasses(new EnvironmentClassStore(db), registry, clock, pageTokens);
   // Brute-force protection (src/ops/rate-limit.ts): AUTH_FAILURE_LIMIT failures per address and window.
   const authFailures =
     config.authFailureLimit > 0
@@ -214,7 +228,8 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
       serviceRoute(RunnerService, runnerService({ registry, policies, tokens, delegated, callTimeoutMs: config.runnerCallTimeoutMs })),
       serviceRoute(GroupService, groupService(groups, policies)),
       serviceRoute(IdentityService, identityService(registry, tokens)),
-      serviceRoute(RunnerInteractionService, runnerInteractionService({ registry, channel, releases, metrics: runnerMetrics })),
+      serviceRoute(RunnerInteractionService, runnerInteractionService({ registry, channel, releases, metrics: runnerMetrics, scm, classes: environmentClasses })),
+      serviceRoute(RunnerConfigurationService, runnerConfigurationService(scm, environmentClasses)),
     ],
     interceptors,
     reflectionInterceptors: [metrics.interceptor(), limiter.interceptor(), observeInterceptor(), rejectNulInterceptor()],

@@ -20,6 +20,7 @@ import { file_gitpod_v1_identity, IdentityService } from "../gen/gitpod/v1/ident
 import { file_gitpod_v1_organization } from "../gen/gitpod/v1/organization_pb.js";
 import { file_gitpod_v1_runner, RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { file_gitpod_v1_runner_interaction, RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
+import { file_gitpod_v1_runner_configuration, RunnerConfigurationService } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { projectRoot } from "../src/paths.js";
 
 const REFERENCE_DIR = join(projectRoot, "docs", "reference");
@@ -51,13 +52,21 @@ const CHECKS: ReferenceCheck[] = [
     services: [
       { service: GroupService, from: "### 5.1", to: "### 5.2" },
       { service: RunnerInteractionService, from: "### 2.1", to: "### 2.2", subset: true },
+      // All 21 RPCs of B1 (B2's UpdateHostAuthenticationTokenMetadata is not served).
+      { service: RunnerConfigurationService, from: "### 4.1", to: "### 4.2" },
     ],
     messages: [
       // The envelope, every event and call (the out-of-scope calls with their top-level fields),
       // and the RunnerService messages the calls embed.
       { from: "### 2.2", to: "## 3." },
-      // SCMIntegration (used by CallValidateConfig) and its OAuth config.
-      { from: "#### SCMIntegration  (runner_configuration.proto)", to: "### 3.4" },
+      // The runner-side reads (GetHostAuthenticationTokenValue, ListRunnerEnvironmentClasses,
+      // ListRunnerSCMIntegrations) with EnvironmentClass and SCMIntegration.
+      { from: "### 3.1", to: "### 3.4" },
+      // The schema message GetRunnerConfigurationSchema returns (top-level fields).
+      { from: "#### RunnerConfigurationSchema  (runner_configuration.proto)", to: "### 3.5" },
+      // RunnerConfigurationService: host tokens, SCM integrations, environment classes, schema,
+      // validation and LLM integrations (top-level fields), and the B2-only metadata messages.
+      { from: "### 4.2", to: "## 5." },
       // Groups, memberships, role assignments and their enums (ResourceType lives in event.proto).
       { from: "### 5.2", to: "### 5.6" },
       // Of organization.proto only the OrganizationRole enum (OrganizationService is not served).
@@ -72,6 +81,9 @@ const CHECKS: ReferenceCheck[] = [
 const RULE_OVERRIDES: Record<string, string[]> = {
   // Response field: an empty key is valid for a runner that has not signed up yet.
   "RunnerStatus.public_key": ["exactly 32 bytes", "rules skipped when empty"],
+  // Upstream's message rule `disabled` switches off this field's UUID rule; protovalidate 1.x has
+  // no such message rule, so the field carries none (runner_configuration.proto).
+  "ValidateRunnerConfigurationRequest.runner_id": [],
 };
 
 function withDependencies(...files: DescFile[]): DescFile[] {
@@ -86,7 +98,10 @@ function withDependencies(...files: DescFile[]): DescFile[] {
 }
 
 const registry = createRegistry(
-  ...withDependencies(file_gitpod_v1_runner, file_gitpod_v1_identity, file_gitpod_v1_runner_interaction, file_gitpod_v1_group, file_gitpod_v1_organization),
+  ...withDependencies(
+    file_gitpod_v1_runner, file_gitpod_v1_identity, file_gitpod_v1_runner_interaction, file_gitpod_v1_group, file_gitpod_v1_organization,
+    file_gitpod_v1_runner_configuration,
+  ),
 );
 
 /** Rows of every markdown table row starting with `| <cell>` under `text`, cells trimmed. */
@@ -153,8 +168,11 @@ function typeRules(t: FieldRules["type"], inItems = false, f?: DescField): strin
       break;
     case "repeated": {
       const parts: string[] = [];
-      if (isFieldSet(t.value, RepeatedRulesSchema.field.minItems)) parts.push(`>=${t.value.minItems} items`);
-      if (isFieldSet(t.value, RepeatedRulesSchema.field.maxItems)) parts.push(`<=${t.value.maxItems} items`);
+      const min = isFieldSet(t.value, RepeatedRulesSchema.field.minItems), max = isFieldSet(t.value, RepeatedRulesSchema.field.maxItems);
+      // Both bounds set: `0..25 items` (gitpod-v1-runner-channel.md section 1).
+      if (min && max) parts.push(`${t.value.minItems}..${t.value.maxItems} items`);
+      else if (min) parts.push(`>=${t.value.minItems} items`);
+      else if (max) parts.push(`<=${t.value.maxItems} items`);
       if (t.value.items) parts.push(`each: ${typeRules(t.value.items.type, true).join("; ")}`);
       out.push(parts.join(", "));
       break;

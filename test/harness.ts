@@ -20,6 +20,7 @@ import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
 import { GroupService } from "../gen/gitpod/v1/group_pb.js";
+import { RunnerConfigurationService } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { ROLE_NAMES } from "../src/domain/accounts.js";
 
 export const protocols = ["connect-json", "connect-binary", "grpc", "grpc-web"] as const;
@@ -57,6 +58,7 @@ export interface TestServer {
   identity(protocol: Protocol, token?: string): Client<typeof IdentityService>;
   interaction(protocol: Protocol, token?: string): Client<typeof RunnerInteractionService>;
   groups(protocol: Protocol, token?: string): Client<typeof GroupService>;
+  configuration(protocol: Protocol, token?: string): Client<typeof RunnerConfigurationService>;
   /**
    * A user with an API key: by default in a new organization, whose first user (and so its
    * admin) it is. In an existing organization a new user is a member unless `role` says otherwise.
@@ -129,6 +131,7 @@ export async function startServer(
     identity: client(IdentityService),
     interaction: client(RunnerInteractionService),
     groups: client(GroupService),
+    configuration: client(RunnerConfigurationService),
     async newUser(organizationSlug = uniqueSlug(), options = {}) {
       const issued = await issueApiKey(new IdentityStore(db), clock, {
         organizationSlug,

@@ -1,5 +1,6 @@
 // Tenant isolation and who may do what, as a matrix: every RPC of RunnerService (16),
-// IdentityService (3), RunnerInteractionService (8) and GroupService (14), called by each kind of
+// IdentityService (3), RunnerInteractionService (11), GroupService (14) and
+// RunnerConfigurationService (21), called by each kind of
 // caller, gets the code in the table below. The requests aim at runner A (organization A) wherever
 // they name a runner, and at group U wherever they name a group. Runner A has two policies: group U
 // (memberUser is in it) holds RUNNER_ROLE_USER, group M (memberAdmin) RUNNER_ROLE_ADMIN. Protocols
@@ -15,10 +16,10 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { create, toBinary, type DescService } from "@bufbuild/protobuf";
 import { RunnerRole, RunnerService, type Runner } from "../gen/gitpod/v1/runner_pb.js";
-import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { IdentityService, Principal } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
 import { GroupService, ResourceRole, type Group, type RoleAssignment } from "../gen/gitpod/v1/group_pb.js";
+import { HostAuthenticationTokenSource, RunnerConfigurationService, RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { ResourceType } from "../gen/gitpod/v1/event_pb.js";
 import { issueApiKey } from "../src/domain/accounts.js";
 import { IdentityStore } from "../src/store/identity-store.js";
@@ -82,6 +83,34 @@ const matrix: Record<string, Expected[]> = {
   "RunnerInteractionService.GetRunnerConfiguration": [PD,   PD,        PD,         PD,        PD,   OK,     PD,     PD,        UA,     UA,        UA],
   // Runner A has no managed metrics.
   "RunnerInteractionService.ReportRunnerMetrics":    [PD,   PD,        PD,         PD,        PD,   FP,     PD,     PD,        UA,     UA,        UA],
+  // memberUser's token for the fixture host on runner A: only runner A reads it.
+  "RunnerInteractionService.GetHostAuthenticationTokenValue": [PD, PD,  PD,         PD,        PD,   OK,     PD,     PD,        UA,     UA,        UA],
+  "RunnerInteractionService.ListRunnerEnvironmentClasses": [PD, PD,     PD,         PD,        PD,   OK,     PD,     PD,        UA,     UA,        UA],
+  "RunnerInteractionService.ListRunnerSCMIntegrations": [PD,   PD,      PD,         PD,        PD,   OK,     PD,     PD,        UA,     UA,        UA],
+  // Runner configuration is for users (runners read theirs above). Whoever may use runner A stores
+  // their own token for it and reads its integrations and classes; whoever manages it changes
+  // them, and sees and deletes (never replaces) its users' tokens. The token is memberUser's.
+  "RunnerConfigurationService.CreateHostAuthenticationToken": [OK, OK,  OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.GetHostAuthenticationToken": [OK, OK,     OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.ListHostAuthenticationTokens": [OK, OK,   OK,         OK,        OK,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.UpdateHostAuthenticationToken": [PD, OK,  PD,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.DeleteHostAuthenticationToken": [OK, OK,  OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.GetRunnerConfigurationSchema": [UI, UI,   UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  "RunnerConfigurationService.CreateSCMIntegration": [OK,   PD,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.GetSCMIntegration":    [OK,   OK,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.ListSCMIntegrations":  [OK,   OK,        OK,         OK,        OK,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.UpdateSCMIntegration": [OK,   PD,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.DeleteSCMIntegration": [OK,   PD,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.CreateEnvironmentClass": [OK, PD,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.GetEnvironmentClass":  [OK,   OK,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.ListEnvironmentClasses": [OK, OK,        OK,         OK,        OK,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.UpdateEnvironmentClass": [OK, PD,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
+  "RunnerConfigurationService.ValidateRunnerConfiguration": [UI, UI,    UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  "RunnerConfigurationService.CreateLLMIntegration": [UI,   UI,        UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  "RunnerConfigurationService.GetLLMIntegration":    [UI,   UI,        UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  "RunnerConfigurationService.ListLLMIntegrations":  [UI,   UI,        UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  "RunnerConfigurationService.UpdateLLMIntegration": [UI,   UI,        UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  "RunnerConfigurationService.DeleteLLMIntegration": [UI,   UI,        UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
   // Groups and memberships are visible to the whole organization; only its admin changes them.
   // Another organization's group is not found, also to that organization's admin.
   "GroupService.CreateGroup":                        [OK,   PD,        PD,         PD,        PD,   PD,     PD,     PD,        UA,     UA,        UA],
@@ -108,6 +137,11 @@ let userB: TestUser;
 let runnerA: { runnerId: string; accessToken: string };
 let groupU: string;
 let groupM: string;
+/** Runner A's SCM integration, memberUser's token and an environment class, for the configuration rows. */
+let integrationA: string;
+let tokenA: string;
+let classA: string;
+const FIXTURE_HOST = "fixture.example.com";
 /** A user of organization A that only the admin's CreateMembership adds to group U. */
 let joiner: TestUser;
 const users = {} as Record<"memberUser" | "memberAdmin" | "memberNone", TestUser>;
@@ -119,6 +153,12 @@ const PUBLIC_KEY = new Uint8Array(32).fill(9);
 
 const adminRunners = () => server.runners("connect-json", userA.apiKey);
 const adminGroups = () => server.groups("connect-json", userA.apiKey);
+const adminConfiguration = () => server.configuration("connect-json", userA.apiKey);
+/** A token of memberUser for runner A (one per host). */
+const memberToken = async (host: string) =>
+  (await server.configuration("connect-json", users.memberUser.apiKey).createHostAuthenticationToken({
+    runnerId: runnerA.runnerId, host, token: `ghp_${host}`, source: HostAuthenticationTokenSource.PAT,
+  })).token!.id;
 
 /** A runner of organization A (signed up), with runner A's policies unless `open`. */
 async function newRunner(user: TestUser, options: { open?: boolean } = {}) {
@@ -152,6 +192,9 @@ beforeAll(async () => {
   groupU = await group("group U", users.memberUser);
   groupM = await group("group M", users.memberAdmin);
   runnerA = await newRunner(userA);
+  integrationA = (await adminConfiguration().createSCMIntegration({ runnerId: runnerA.runnerId, scmId: "github", host: FIXTURE_HOST, pat: true })).id;
+  classA = (await adminConfiguration().createEnvironmentClass({ runnerId: runnerA.runnerId, displayName: "Fixture class", description: "for the matrix" })).id;
+  tokenA = await memberToken(FIXTURE_HOST);
   const runnerB = await newRunner(userA);
   const runnerOrgB = await newRunner(userB);
   const deleted = await newRunner(userA);
@@ -218,6 +261,34 @@ const requests: Record<string, (caller: Caller) => Promise<object> | object> = {
   "RunnerInteractionService.GetLatestVersion": () => ({ runnerId: runnerA.runnerId }),
   "RunnerInteractionService.GetRunnerConfiguration": () => ({ runnerId: runnerA.runnerId }),
   "RunnerInteractionService.ReportRunnerMetrics": () => ({ runnerId: runnerA.runnerId, compressedMetrics: new Uint8Array([1]) }),
+  "RunnerInteractionService.GetHostAuthenticationTokenValue": () => ({ runnerId: runnerA.runnerId, principalId: users.memberUser.userId, host: FIXTURE_HOST }),
+  "RunnerInteractionService.ListRunnerEnvironmentClasses": () => ({ runnerId: runnerA.runnerId }),
+  "RunnerInteractionService.ListRunnerSCMIntegrations": () => ({ runnerId: runnerA.runnerId }),
+  "RunnerConfigurationService.CreateHostAuthenticationToken": (caller) => ({
+    runnerId: runnerA.runnerId, host: `${caller.toLowerCase()}.example.com`, token: "ghp_matrix", source: HostAuthenticationTokenSource.PAT,
+  }),
+  "RunnerConfigurationService.GetHostAuthenticationToken": () => ({ id: tokenA }),
+  "RunnerConfigurationService.ListHostAuthenticationTokens": () => ({ filter: { runnerId: runnerA.runnerId } }),
+  "RunnerConfigurationService.UpdateHostAuthenticationToken": (caller) => ({ id: tokenA, scopes: [`set by ${caller}`] }),
+  "RunnerConfigurationService.DeleteHostAuthenticationToken": async () => ({ id: await memberToken(`delete-${randomUUID()}.example.com`) }),
+  "RunnerConfigurationService.GetRunnerConfigurationSchema": () => ({ runnerId: runnerA.runnerId }),
+  "RunnerConfigurationService.CreateSCMIntegration": (caller) => ({ runnerId: runnerA.runnerId, scmId: "gitlab", host: `${caller.toLowerCase()}.example.com`, pat: true }),
+  "RunnerConfigurationService.GetSCMIntegration": () => ({ id: integrationA }),
+  "RunnerConfigurationService.ListSCMIntegrations": () => ({ filter: { runnerIds: [runnerA.runnerId] } }),
+  "RunnerConfigurationService.UpdateSCMIntegration": (caller) => ({ id: integrationA, virtualDirectory: `/${caller}` }),
+  "RunnerConfigurationService.DeleteSCMIntegration": async () => ({
+    id: (await adminConfiguration().createSCMIntegration({ runnerId: runnerA.runnerId, scmId: "gitlab", host: `delete-${randomUUID()}.example.com`, pat: true })).id,
+  }),
+  "RunnerConfigurationService.CreateEnvironmentClass": (caller) => ({ runnerId: runnerA.runnerId, displayName: `class of ${caller}`, description: "made in the matrix" }),
+  "RunnerConfigurationService.GetEnvironmentClass": () => ({ environmentClassId: classA }),
+  "RunnerConfigurationService.ListEnvironmentClasses": () => ({ filter: { runnerIds: [runnerA.runnerId] } }),
+  "RunnerConfigurationService.UpdateEnvironmentClass": (caller) => ({ environmentClassId: classA, description: `described by ${caller}` }),
+  "RunnerConfigurationService.ValidateRunnerConfiguration": () => ({ runnerId: runnerA.runnerId }),
+  "RunnerConfigurationService.CreateLLMIntegration": () => ({ runnerId: runnerA.runnerId, models: [0], endpoint: "https://llm.example.com" }),
+  "RunnerConfigurationService.GetLLMIntegration": () => ({ id: randomUUID() }),
+  "RunnerConfigurationService.ListLLMIntegrations": () => ({}),
+  "RunnerConfigurationService.UpdateLLMIntegration": () => ({ id: randomUUID() }),
+  "RunnerConfigurationService.DeleteLLMIntegration": () => ({ id: randomUUID() }),
   // Into organization A, whoever asks.
   "GroupService.CreateGroup": (caller) => ({ organizationId: userA.organizationId, name: `created by ${caller}` }),
   "GroupService.GetGroup": () => ({ group: { case: "id", value: groupU } }),
@@ -261,14 +332,14 @@ const requests: Record<string, (caller: Caller) => Promise<object> | object> = {
   }),
 };
 
-const services: DescService[] = [RunnerService, IdentityService, RunnerInteractionService, GroupService];
+const services: DescService[] = [RunnerService, IdentityService, RunnerInteractionService, GroupService, RunnerConfigurationService];
 const rpcs = services.flatMap((service) => service.methods.map((method) => ({ name: `${service.name}.${method.name}`, service, method })));
 const organizationA: Caller[] = ["admin", "memberUser", "memberAdmin", "memberNone"];
 const isRunner = (caller: Caller) => caller.startsWith("runner") || caller === "deletedRunner";
 
 describe("the matrix", () => {
   it("lists every RPC of the four services, each with a request", () => {
-    expect(rpcs).toHaveLength(16 + 3 + 8 + 14);
+    expect(rpcs).toHaveLength(16 + 3 + 11 + 14 + 21);
     expect(Object.keys(matrix).sort()).toEqual(rpcs.map((rpc) => rpc.name).sort());
     expect(Object.keys(requests).sort()).toEqual(rpcs.map((rpc) => rpc.name).sort());
     for (const row of Object.values(matrix)) expect(row).toHaveLength(callers.length);
@@ -335,6 +406,12 @@ describe("after the matrix", () => {
     const { policies } = await adminRunners().listRunnerPolicies({ runnerId: runnerA.runnerId, pagination: { pageSize: 100 } });
     expect(policies.find((policy) => policy.groupId === groupU)?.role).toBe(RunnerRole.USER);
     expect(policies.find((policy) => policy.groupId === groupM)?.role).toBe(RunnerRole.ADMIN);
+  });
+
+  it("runner A's configuration carries only the changes of those who manage it (and the token only its owner's)", async () => {
+    expect((await adminConfiguration().getSCMIntegration({ id: integrationA })).integration?.virtualDirectory).toBe("/memberAdmin");
+    expect((await adminConfiguration().getEnvironmentClass({ environmentClassId: classA })).environmentClass?.description).toBe("described by memberAdmin");
+    expect((await adminConfiguration().getHostAuthenticationToken({ id: tokenA })).token?.scopes).toEqual(["set by memberUser"]);
   });
 
   it("group U carries only the admin's changes", async () => {

@@ -12,6 +12,8 @@ import type { SignupRequest, UpdateRunnerStatusRequest } from "../../gen/gitpod/
 import type { Clock } from "./clock.js";
 import type { ListFilter, NewRunner, RunnerRow, RunnerStore, StatusPatch } from "../store/runner-store.js";
 import { Batcher } from "../store/db/batcher.js";
+import type { Queryable } from "../store/db/database.js";
+import { offerEnvironmentClasses } from "../store/environment-class-store.js";
 import type { Revocation } from "../store/credential-revocations.js";
 import { failedPrecondition, notFound } from "./errors.js";
 import { filterDigest, type PageTokenCodec } from "./page-token.js";
@@ -27,12 +29,14 @@ import {
 } from "./access.js";
 import {
   EXCHANGE_TOKEN_TTL_MS,
+  environmentClassId,
   newRunnerFrom,
   rowOfNewRunner,
   runnerMessage,
   specPatchFrom,
   type LivenessPolicy,
 } from "./runners.js";
+import { RunnerSecrets } from "./runner-secrets.js";
 import { generateToken, hashToken, tokenKindOf } from "./tokens.js";
 
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./page-token.js";
@@ -61,6 +65,8 @@ export class RunnerRegistry {
     private readonly onRevoked: (revocation: Revocation) => void = () => {},
     /** Called (and awaited) after UpdateRunner changed a runner's spec.configuration; the runner is told. */
     private readonly onConfigurationChanged: (runnerId: string) => Promise<void> = async () => {},
+    /** Seals the metrics password and Honeycomb key at rest (src/domain/runner-secrets.ts). */
+    readonly secrets: RunnerSecrets = new RunnerSecrets(undefined),
   ) {
     const readBatch = (read: (ids: string[]) => Promise<RunnerRow[]>) => async (ids: string[]) => {
       const rows = new Map((await read([...new Set(ids)])).map((row) => [row.id, row]));
@@ -79,7 +85,7 @@ export class RunnerRegistry {
   async create(user: UserCaller, request: Parameters<typeof newRunnerFrom>[0]): Promise<{ runner: Runner; exchangeToken: string }> {
     requireMayCreateRunners(user);
     const now = this.clock.now();
-    const runner = newRunnerFrom(request, { runnerId: randomUUID(), organizationId: user.organizationId, creatorId: user.userId }, now);
+    const runner = this.secrets.sealNew(newRunnerFrom(request, { runnerId: randomUUID(), organizationId: user.organizationId, creatorId: user.userId }, now));
     const exchangeToken = generateToken("exchange");
     // Resolves only after the batch that holds this runner and its token hash has committed.
     await this.registrations.submit({ runner, tokenHash: hashToken(exchangeToken), expiresAt: new Date(now.getTime() + EXCHANGE_TOKEN_TTL_MS) });
@@ -144,7 +150,7 @@ export class RunnerRegistry {
   async update(user: UserCaller, request: UpdateRunnerRequest): Promise<void> {
     const { organizationId } = user;
     await this.authorizeChange(user, request.runnerId);
-    const patch = specPatchFrom(request);
+    const patch = this.secrets.sealPatch(request.runnerId.toLowerCase(), specPatchFrom(request));
     const changesSomething = Object.values(patch).some((value) => value !== undefined);
     if (changesSomething && (await this.store.update(organizationId, request.runnerId, patch, this.clock.now()))) {
       const configurationChanged = Object.entries(patch).some(([field, value]) => value !== undefined && field !== "name" && field !== "desiredPhase");
@@ -193,14 +199,15 @@ export class RunnerRegistry {
 
   async signup(runnerId: string, request: SignupRequest): Promise<void> {
     const environmentClasses = request.environmentClasses.map((environmentClass) => ({
-      id: environmentClass.id || randomUUID(),
-      runnerId,
+      id: environmentClassId(runnerId, environmentClass.id, environmentClass.displayName),
       displayName: environmentClass.displayName,
       description: environmentClass.description,
       configuration: environmentClass.configuration.map(({ key, value }) => ({ key, value })),
       enabled: environmentClass.enabled,
     }));
-    if (!(await this.store.signup(runnerId, request.publicKey, environmentClasses, this.clock.now()))) {
+    const now = this.clock.now();
+    const offer = environmentClasses.length > 0 ? (tx: Queryable) => offerEnvironmentClasses(tx, runnerId, environmentClasses, now) : undefined;
+    if (!(await this.store.signup(runnerId, request.publicKey, now, offer))) {
       throw notFound(`runner ${runnerId}`);
     }
   }

@@ -1,5 +1,6 @@
 // Runner business rules that the .proto annotations cannot express (cross-field rules,
 // rules kept in upstream comments), and how a stored runner is presented on the wire.
+import { createHash } from "node:crypto";
 import { fromJson, type DescEnum, type JsonValue } from "@bufbuild/protobuf";
 import {
   LogLevelSchema,
@@ -35,6 +36,18 @@ export const kindOfProvider: Readonly<Record<number, RunnerKind>> = {
 const selectableDesiredPhases = new Set([RunnerPhase.ACTIVE, RunnerPhase.INACTIVE]);
 
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+
+/**
+ * The id of a class a runner offers at Signup: its own id when that is a UUID, else a UUID
+ * derived from (runner, id) (or the display name when it sent none), so a Signup repeated after a
+ * restart updates the same classes. Migration 0008 derives ids of earlier Signups the same way.
+ */
+export function environmentClassId(runnerId: string, offeredId: string, displayName: string): string {
+  if (UUID.test(offeredId)) return offeredId.toLowerCase();
+  const hex = createHash("md5").update(`${runnerId}:${offeredId || `display:${displayName}`}`).digest("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}
 
 export const EXCHANGE_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
 
@@ -314,5 +327,7 @@ export function rowOfNewRunner(runner: NewRunner): RunnerRow {
     capabilities: [],
     gatewayInfo: null,
     honeycombApiKey: "",
+    metricsPasswordSealed: runner.metricsPasswordSealed ?? null,
+    honeycombApiKeySealed: null,
   });
 }

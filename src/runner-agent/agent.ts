@@ -230,6 +230,40 @@ export class RunnerAgent {
     const record = this.state.record();
     if (record.runnerId !== runnerId) this.state.saveRecord({ ...record, runnerId });
     this.log.info("signed up", { runnerId, url: this.options.url, protocol: this.options.protocol, httpVersion: this.options.httpVersion });
+    this.options.handlers.scm.useCredentials({ tokenFor: (principalId, host) => this.tokenFor(principalId, host), integrationFor: (host) => this.integrationFor(host) });
+  }
+
+  /**
+   * A user's token for a host, as the control plane keeps it for this runner: fetched for each
+   * call (so a deleted or replaced token applies at once), opened with the runner's private key,
+   * never logged. undefined when the user stored none.
+   */
+  private async tokenFor(principalId: string, host: string): Promise<string | undefined> {
+    try {
+      const { value } = await this.authenticated("GetHostAuthenticationTokenValue", () =>
+        this.runner.getHostAuthenticationTokenValue({ runnerId: this.runnerId, principalId, host }, { timeoutMs: RPC_TIMEOUT_MS }),
+      );
+      const opened = await openSealed(value, this.keys);
+      return opened === undefined ? undefined : new TextDecoder().decode(opened);
+    } catch (err) {
+      if (err instanceof ConnectError && err.code === Code.NotFound) return undefined;
+      throw err;
+    }
+  }
+
+  /** This runner's SCM integration for a host (ListRunnerSCMIntegrations, every page). */
+  private async integrationFor(host: string): Promise<{ scmId: string; pat: boolean } | undefined> {
+    let token = "";
+    for (let page = 0; page < 20; page++) {
+      const { scmIntegrations, pagination } = await this.authenticated("ListRunnerSCMIntegrations", () =>
+        this.runner.listRunnerSCMIntegrations({ runnerId: this.runnerId, pagination: { pageSize: 100, token } }, { timeoutMs: RPC_TIMEOUT_MS }),
+      );
+      const found = scmIntegrations.find((integration) => integration.host === host.toLowerCase());
+      if (found) return { scmId: found.scmId, pat: found.pat };
+      token = pagination?.nextToken ?? "";
+      if (token === "") return undefined;
+    }
+    return undefined;
   }
 
   // --- configuration, version, status, heartbeat ---------------------------------------------
@@ -427,6 +461,9 @@ export class RunnerAgent {
     } else if (request.case === "eventRunnerConfigurationChange") {
       this.log.info("event", { event: request.case, requestId: message.requestId });
       void this.readConfiguration("event").catch((err: unknown) => this.fail(err));
+    } else if (request.case === "eventScmIntegrationChange" || request.case === "eventHostAuthenticationTokenDeleted") {
+      // Integrations and tokens are read for each call, so the next call already sees the change.
+      this.log.info("event", { event: request.case, requestId: message.requestId });
     } else if (request.case !== undefined) {
       this.log.debug("event ignored (nothing of it runs here)", { event: request.case, requestId: message.requestId });
     } else {

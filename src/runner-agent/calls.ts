@@ -48,11 +48,11 @@ async function dispatch(call: Call, { scm, repos }: CallHandlers): Promise<Answe
     case "callPing":
       return { case: "callPing", value: {} };
     case "callParseContext":
-      return { case: "callParseContext", value: { resp: await scm.parseContext(call.value.contextUrl) } };
+      return { case: "callParseContext", value: { resp: await scm.parseContext(call.value.contextUrl, call.value.principalId) } };
     case "callCheckRepositoryAccess":
-      return { case: "callCheckRepositoryAccess", value: { resp: await scm.checkRepositoryAccess(call.value.repositoryUrl) } };
+      return { case: "callCheckRepositoryAccess", value: { resp: await scm.checkRepositoryAccess(call.value.repositoryUrl, call.value.principalId) } };
     case "callCheckAuthenticationForHost":
-      return { case: "callCheckAuthenticationForHost", value: { resp: scm.checkAuthenticationForHost(call.value.host) } };
+      return { case: "callCheckAuthenticationForHost", value: { resp: await scm.checkAuthenticationForHost(call.value.host, call.value.principalId) } };
     case "callSearchRepositories": {
       const request = call.value;
       if (!repos) throw unimplemented("SearchRepositories needs a directory of repositories: start the runner with --repos-dir");

@@ -35,6 +35,9 @@ export interface StoredFieldValue {
 }
 
 export interface RunnerRow extends RunnerSpecColumns {
+  /** The metrics password and Honeycomb key sealed with the server secrets key (migration 0008); null: none. */
+  metricsPasswordSealed: Uint8Array | null;
+  honeycombApiKeySealed: Uint8Array | null;
   id: string;
   organizationId: string;
   creatorId: string | null;
@@ -69,6 +72,8 @@ export interface RunnerRow extends RunnerSpecColumns {
 }
 
 export interface NewRunner extends RunnerSpecColumns {
+  /** The metrics password sealed with the server secrets key (metricsPassword is then ""). */
+  metricsPasswordSealed?: Uint8Array | null;
   id: string;
   organizationId: string;
   creatorId: string;
@@ -98,6 +103,9 @@ export type RunnerSpecPatch = {
   metricsManagedEnabled?: boolean;
   metricsIncludeVerbose?: boolean;
   honeycombApiKey?: string;
+  /** null clears; with them the plaintext fields above are set to "" (legacy columns). */
+  metricsPasswordSealed?: Uint8Array | null;
+  honeycombApiKeySealed?: Uint8Array | null;
 };
 
 export interface StatusPatch {
@@ -139,7 +147,8 @@ const RUNNER_COLUMNS = `
   status_system_details AS "statusSystemDetails", status_log_url AS "statusLogUrl", status_region AS "statusRegion",
   status_llm_url AS "statusLlmUrl", status_support_bundle_url AS "statusSupportBundleUrl",
   degradation_message AS "degradationMessage", additional_info AS "additionalInfo", capabilities,
-  gateway_info AS "gatewayInfo", honeycomb_api_key AS "honeycombApiKey"`;
+  gateway_info AS "gatewayInfo", honeycomb_api_key AS "honeycombApiKey",
+  metrics_password_sealed AS "metricsPasswordSealed", honeycomb_api_key_sealed AS "honeycombApiKeySealed"`;
 
 // Reading the policies costs a subquery per runner (about as much again as the row itself), so
 // only the reads that decide for organization members ask for them.
@@ -149,7 +158,16 @@ const POLICIES_COLUMN = `COALESCE((SELECT jsonb_agg(jsonb_build_object('groupId'
 const INSERT_RUNNER_COLUMNS = `id, organization_id, creator_id, creator_principal, name, kind, provider, runner_manager_id,
   created_at, updated_at, desired_phase, variant, region, release_channel, auto_update, log_level,
   devcontainer_image_cache_enabled, continuous_profiling, update_window_start, update_window_end,
-  metrics_enabled, metrics_url, metrics_username, metrics_password, metrics_managed_enabled, metrics_include_verbose`;
+  metrics_enabled, metrics_url, metrics_username, metrics_password, metrics_managed_enabled, metrics_include_verbose,
+  metrics_password_sealed`;
+
+/**
+ * SQL: runner `alias` is within the scope in parameter `param` (uuid[]; null = every runner):
+ * it has no policies, or one of these groups holds a role on it (src/domain/access.ts listingScope).
+ */
+export const runnerInScope = (alias: string, param: string) => `(${param}::uuid[] IS NULL
+             OR NOT EXISTS (SELECT 1 FROM runner_policies p WHERE p.runner_id = ${alias}.id)
+             OR EXISTS (SELECT 1 FROM runner_policies p WHERE p.runner_id = ${alias}.id AND p.group_id = ANY(${param}::uuid[])))`;
 
 const q = {
   // One statement for a whole batch of registrations: each runner and its first exchange
@@ -161,7 +179,7 @@ const q = {
                             $8::uuid[], $9::timestamptz[], $10::smallint[], $11::smallint[], $12::text[], $13::smallint[],
                             $14::boolean[], $15::smallint[], $16::boolean[], $17::boolean[], $18::smallint[], $19::smallint[],
                             $20::boolean[], $21::text[], $22::text[], $23::text[], $24::boolean[], $25::boolean[],
-                            $26::bytea[], $27::timestamptz[])
+                            $26::bytea[], $27::bytea[], $28::timestamptz[])
          AS t(${INSERT_RUNNER_COLUMNS.replace("created_at, updated_at", "created_at")}, token_hash, expires_at)
      ), runner AS (
        INSERT INTO runners (${INSERT_RUNNER_COLUMNS})
@@ -220,6 +238,8 @@ const q = {
        metrics_managed_enabled = COALESCE($17, metrics_managed_enabled),
        metrics_include_verbose = COALESCE($18, metrics_include_verbose),
        honeycomb_api_key = COALESCE($19, honeycomb_api_key),
+       metrics_password_sealed = CASE WHEN $21::boolean THEN $22::bytea ELSE metrics_password_sealed END,
+       honeycomb_api_key_sealed = CASE WHEN $23::boolean THEN $24::bytea ELSE honeycomb_api_key_sealed END,
        updated_at = GREATEST($20, updated_at)
      WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL
        AND ($4::smallint IS NULL OR kind = ${KIND_LOCAL_CONFIGURATION})
@@ -265,9 +285,9 @@ const q = {
   ),
   signup: sql(
     "runner_signup",
-    `UPDATE runners SET public_key = $2, environment_classes = $3::jsonb,
-            signed_up_at = $4, last_active_at = GREATEST($4, last_active_at),
-            status_reported_at = GREATEST($4, status_reported_at)
+    `UPDATE runners SET public_key = $2,
+            signed_up_at = $3, last_active_at = GREATEST($3, last_active_at),
+            status_reported_at = GREATEST($3, status_reported_at)
       WHERE id = $1 AND deleted_at IS NULL
       RETURNING id`,
   ),
@@ -299,6 +319,33 @@ const q = {
      WHERE id = $1 AND deleted_at IS NULL AND signed_up_at IS NOT NULL
      RETURNING id`,
   ),
+};
+
+/** The runner secret columns sealed with the server secrets key. */
+export type SealedRunnerColumn = "metrics_password_sealed" | "honeycomb_api_key_sealed";
+
+const secretsQ = {
+  plaintext: sql(
+    "runner_plaintext_secrets",
+    `SELECT id, metrics_password AS "metricsPassword", honeycomb_api_key AS "honeycombApiKey" FROM runners
+      WHERE metrics_password <> '' OR honeycomb_api_key <> ''`,
+  ),
+  // Only if the plaintext is still what was sealed (a concurrent UpdateRunner wins).
+  replacePlaintext: sql(
+    "runner_replace_plaintext_secrets",
+    `UPDATE runners SET metrics_password = '', honeycomb_api_key = '',
+            metrics_password_sealed = CASE WHEN $2 <> '' THEN $4::bytea ELSE metrics_password_sealed END,
+            honeycomb_api_key_sealed = CASE WHEN $3 <> '' THEN $5::bytea ELSE honeycomb_api_key_sealed END
+      WHERE id = $1 AND metrics_password = $2 AND honeycomb_api_key = $3`,
+  ),
+  sealed: {
+    metrics_password_sealed: sql("runner_sealed_metrics_password", `SELECT id, metrics_password_sealed AS sealed FROM runners WHERE metrics_password_sealed IS NOT NULL`),
+    honeycomb_api_key_sealed: sql("runner_sealed_honeycomb", `SELECT id, honeycomb_api_key_sealed AS sealed FROM runners WHERE honeycomb_api_key_sealed IS NOT NULL`),
+  },
+  replaceSealed: {
+    metrics_password_sealed: sql("runner_reseal_metrics_password", `UPDATE runners SET metrics_password_sealed = $3 WHERE id = $1 AND metrics_password_sealed = $2`),
+    honeycomb_api_key_sealed: sql("runner_reseal_honeycomb", `UPDATE runners SET honeycomb_api_key_sealed = $3 WHERE id = $1 AND honeycomb_api_key_sealed = $2`),
+  },
 };
 
 export function insertLocalConfigurationRunner(tx: Queryable, organizationId: string, now: Date): Promise<unknown> {
@@ -356,7 +403,8 @@ export class RunnerStore {
       column((r) => r.devcontainerImageCacheEnabled), column((r) => r.continuousProfiling), column((r) => r.updateWindowStart),
       column((r) => r.updateWindowEnd), column((r) => r.metricsEnabled), column((r) => r.metricsUrl),
       column((r) => r.metricsUsername), column((r) => r.metricsPassword), column((r) => r.metricsManagedEnabled),
-      column((r) => r.metricsIncludeVerbose), items.map((item) => item.tokenHash), items.map((item) => item.expiresAt),
+      column((r) => r.metricsIncludeVerbose), column((r) => r.metricsPasswordSealed ?? null),
+      items.map((item) => item.tokenHash), items.map((item) => item.expiresAt),
     ];
   }
 
@@ -402,6 +450,8 @@ export class RunnerStore {
       patch.updateWindow?.end ?? null, orNull(patch.metricsEnabled), orNull(patch.metricsUrl),
       orNull(patch.metricsUsername), orNull(patch.metricsPassword), orNull(patch.metricsManagedEnabled),
       orNull(patch.metricsIncludeVerbose), orNull(patch.honeycombApiKey), now,
+      patch.metricsPasswordSealed !== undefined, patch.metricsPasswordSealed ?? null,
+      patch.honeycombApiKeySealed !== undefined, patch.honeycombApiKeySealed ?? null,
     ]);
     return rowCount === 1;
   }
@@ -431,8 +481,47 @@ export class RunnerStore {
     return rows[0];
   }
 
-  async signup(runnerId: string, publicKey: Uint8Array, environmentClasses: unknown[], now: Date): Promise<boolean> {
-    const { rowCount } = await this.db.query(q.signup, [runnerId, publicKey, JSON.stringify(environmentClasses), now]);
+  /**
+   * Records the key; `alsoWrite` (the offered environment classes, src/store/environment-class-store.ts)
+   * commits in the same transaction.
+   */
+  async signup(runnerId: string, publicKey: Uint8Array, now: Date, alsoWrite?: (tx: Queryable) => Promise<void>): Promise<boolean> {
+    if (!alsoWrite) {
+      const { rowCount } = await this.db.query(q.signup, [runnerId, publicKey, now]);
+      return rowCount === 1;
+    }
+    return this.db.transaction(async (tx) => {
+      const { rowCount } = await tx.query(q.signup, [runnerId, publicKey, now]);
+      if (rowCount !== 1) return false;
+      await alsoWrite(tx);
+      return true;
+    });
+  }
+
+  /** Runners whose secrets are still in the plaintext columns (written before migration 0008). */
+  async plaintextSecrets(): Promise<{ id: string; metricsPassword: string; honeycombApiKey: string }[]> {
+    const { rows } = await this.db.query<{ id: string; metricsPassword: string; honeycombApiKey: string }>(secretsQ.plaintext, []);
+    return rows;
+  }
+
+  /** Moves one runner's secrets from the plaintext columns to the sealed ones; false when they changed meanwhile. */
+  async replacePlaintextSecrets(
+    before: { id: string; metricsPassword: string; honeycombApiKey: string },
+    sealed: { metricsPassword: Uint8Array | null; honeycombApiKey: Uint8Array | null },
+  ): Promise<boolean> {
+    const { rowCount } = await this.db.query(secretsQ.replacePlaintext, [
+      before.id, before.metricsPassword, before.honeycombApiKey, sealed.metricsPassword, sealed.honeycombApiKey,
+    ]);
+    return rowCount === 1;
+  }
+
+  async sealedSecrets(column: SealedRunnerColumn): Promise<{ id: string; sealed: Uint8Array }[]> {
+    const { rows } = await this.db.query<{ id: string; sealed: Uint8Array }>(secretsQ.sealed[column], []);
+    return rows;
+  }
+
+  async replaceSealedSecret(column: SealedRunnerColumn, id: string, before: Uint8Array, after: Uint8Array): Promise<boolean> {
+    const { rowCount } = await this.db.query(secretsQ.replaceSealed[column], [id, before, after]);
     return rowCount === 1;
   }
 

@@ -2,16 +2,22 @@
 // @generated from file gitpod/v1/runner_configuration.proto (package gitpod.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile, GenMessage } from "@bufbuild/protobuf/codegenv2";
-import { enumDesc, fileDesc, messageDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
 import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
+import type { Subject } from "./identity_pb.js";
+import { file_gitpod_v1_identity } from "./identity_pb.js";
+import type { PaginationRequest, PaginationResponse } from "./pagination_pb.js";
+import { file_gitpod_v1_pagination } from "./pagination_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
 import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file gitpod/v1/runner_configuration.proto.
  */
 export const file_gitpod_v1_runner_configuration: GenFile = /*@__PURE__*/
-  fileDesc("CiRnaXRwb2QvdjEvcnVubmVyX2NvbmZpZ3VyYXRpb24ucHJvdG8SCWdpdHBvZC52MSIoCgpGaWVsZFZhbHVlEgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCSI9ChBGaWVsZFZhbHVlVXBkYXRlEgsKA2tleRgBIAEoCRISCgV2YWx1ZRgCIAEoCUgAiAEBQggKBl92YWx1ZSKyAQoQRW52aXJvbm1lbnRDbGFzcxIKCgJpZBgBIAEoCRIfCgxkaXNwbGF5X25hbWUYAiABKAlCCbpIBnIEEAMYfxIfCgtkZXNjcmlwdGlvbhgDIAEoCUIKukgHcgUQAxjIARIsCg1jb25maWd1cmF0aW9uGAQgAygLMhUuZ2l0cG9kLnYxLkZpZWxkVmFsdWUSEQoJcnVubmVyX2lkGAUgASgJEg8KB2VuYWJsZWQYBiABKAgi1AEKDlNDTUludGVncmF0aW9uEgoKAmlkGAEgASgJEg4KBnNjbV9pZBgCIAEoCRIMCgRob3N0GAMgASgJEjgKBW9hdXRoGAQgASgLMiQuZ2l0cG9kLnYxLlNDTUludGVncmF0aW9uT0F1dGhDb25maWdIAIgBARILCgNwYXQYBSABKAgSEQoJcnVubmVyX2lkGAYgASgJEh4KEXZpcnR1YWxfZGlyZWN0b3J5GAcgASgJSAGIAQFCCAoGX29hdXRoQhQKEl92aXJ0dWFsX2RpcmVjdG9yeSJjChlTQ01JbnRlZ3JhdGlvbk9BdXRoQ29uZmlnEhEKCWNsaWVudF9pZBgBIAEoCRIfChdlbmNyeXB0ZWRfY2xpZW50X3NlY3JldBgCIAEoDBISCgppc3N1ZXJfdXJsGAMgASgJIiIKIEVudmlyb25tZW50Q2xhc3NWYWxpZGF0aW9uUmVzdWx0IiAKHlNDTUludGVncmF0aW9uVmFsaWRhdGlvblJlc3VsdCqBAQoKUnVubmVyS2luZBIbChdSVU5ORVJfS0lORF9VTlNQRUNJRklFRBAAEhkKEVJVTk5FUl9LSU5EX0xPQ0FMEAEaAggBEhYKElJVTk5FUl9LSU5EX1JFTU9URRACEiMKH1JVTk5FUl9LSU5EX0xPQ0FMX0NPTkZJR1VSQVRJT04QAyrsAQoOUnVubmVyUHJvdmlkZXISHwobUlVOTkVSX1BST1ZJREVSX1VOU1BFQ0lGSUVEEAASGwoXUlVOTkVSX1BST1ZJREVSX0FXU19FQzIQARIiChpSVU5ORVJfUFJPVklERVJfTElOVVhfSE9TVBACGgIIARIjChtSVU5ORVJfUFJPVklERVJfREVTS1RPUF9NQUMQAxoCCAESGwoXUlVOTkVSX1BST1ZJREVSX01BTkFHRUQQBBIXChNSVU5ORVJfUFJPVklERVJfR0NQEAUSHQoZUlVOTkVSX1BST1ZJREVSX0RFVl9BR0VOVBAGYgZwcm90bzM", [file_buf_validate_validate]);
+  fileDesc("CiRnaXRwb2QvdjEvcnVubmVyX2NvbmZpZ3VyYXRpb24ucHJvdG8SCWdpdHBvZC52MSIoCgpGaWVsZFZhbHVlEgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCSI9ChBGaWVsZFZhbHVlVXBkYXRlEgsKA2tleRgBIAEoCRISCgV2YWx1ZRgCIAEoCUgAiAEBQggKBl92YWx1ZSKyAQoQRW52aXJvbm1lbnRDbGFzcxIKCgJpZBgBIAEoCRIfCgxkaXNwbGF5X25hbWUYAiABKAlCCbpIBnIEEAMYfxIfCgtkZXNjcmlwdGlvbhgDIAEoCUIKukgHcgUQAxjIARIsCg1jb25maWd1cmF0aW9uGAQgAygLMhUuZ2l0cG9kLnYxLkZpZWxkVmFsdWUSEQoJcnVubmVyX2lkGAUgASgJEg8KB2VuYWJsZWQYBiABKAgi1AEKDlNDTUludGVncmF0aW9uEgoKAmlkGAEgASgJEg4KBnNjbV9pZBgCIAEoCRIMCgRob3N0GAMgASgJEjgKBW9hdXRoGAQgASgLMiQuZ2l0cG9kLnYxLlNDTUludGVncmF0aW9uT0F1dGhDb25maWdIAIgBARILCgNwYXQYBSABKAgSEQoJcnVubmVyX2lkGAYgASgJEh4KEXZpcnR1YWxfZGlyZWN0b3J5GAcgASgJSAGIAQFCCAoGX29hdXRoQhQKEl92aXJ0dWFsX2RpcmVjdG9yeSJjChlTQ01JbnRlZ3JhdGlvbk9BdXRoQ29uZmlnEhEKCWNsaWVudF9pZBgBIAEoCRIfChdlbmNyeXB0ZWRfY2xpZW50X3NlY3JldBgCIAEoDBISCgppc3N1ZXJfdXJsGAMgASgJIpICChdIb3N0QXV0aGVudGljYXRpb25Ub2tlbhIKCgJpZBgBIAEoCRIRCglydW5uZXJfaWQYAiABKAkSEwoHdXNlcl9pZBgDIAEoCUICGAESDAoEaG9zdBgEIAEoCRI4CgZzb3VyY2UYBSABKA4yKC5naXRwb2QudjEuSG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5Tb3VyY2USLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFgoOaW50ZWdyYXRpb25faWQYByABKAkSDgoGc2NvcGVzGAggAygJEiMKB3N1YmplY3QYCSABKAsyEi5naXRwb2QudjEuU3ViamVjdCKJAwokQ3JlYXRlSG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5SZXF1ZXN0EhsKCXJ1bm5lcl9pZBgBIAEoCUIIukgFcgOwAQESHgoHdXNlcl9pZBgCIAEoCUINGAG6SAjYAQFyA7ABARIVCgRob3N0GAMgASgJQge6SARyAhABEhYKBXRva2VuGAQgASgJQge6SARyAhABEkIKBnNvdXJjZRgFIAEoDjIoLmdpdHBvZC52MS5Ib3N0QXV0aGVudGljYXRpb25Ub2tlblNvdXJjZUIIukgFggECEAESLgoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASFQoNcmVmcmVzaF90b2tlbhgHIAEoCRIjCg5pbnRlZ3JhdGlvbl9pZBgIIAEoCUILukgI2AEBcgOwAQESGAoGc2NvcGVzGAkgAygJQgi6SAWSAQIQZRIrCgdzdWJqZWN0GAogASgLMhIuZ2l0cG9kLnYxLlN1YmplY3RCBrpIA9gBASJiCiVDcmVhdGVIb3N0QXV0aGVudGljYXRpb25Ub2tlblJlc3BvbnNlEjkKBXRva2VuGAEgASgLMiIuZ2l0cG9kLnYxLkhvc3RBdXRoZW50aWNhdGlvblRva2VuQga6SAPIAQEiOQohR2V0SG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5SZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASJfCiJHZXRIb3N0QXV0aGVudGljYXRpb25Ub2tlblJlc3BvbnNlEjkKBXRva2VuGAEgASgLMiIuZ2l0cG9kLnYxLkhvc3RBdXRoZW50aWNhdGlvblRva2VuQga6SAPIAQEiuQIKI0xpc3RIb3N0QXV0aGVudGljYXRpb25Ub2tlbnNSZXF1ZXN0EjAKCnBhZ2luYXRpb24YASABKAsyHC5naXRwb2QudjEuUGFnaW5hdGlvblJlcXVlc3QSRQoGZmlsdGVyGAIgASgLMjUuZ2l0cG9kLnYxLkxpc3RIb3N0QXV0aGVudGljYXRpb25Ub2tlbnNSZXF1ZXN0LkZpbHRlchqYAQoGRmlsdGVyEiAKCXJ1bm5lcl9pZBgBIAEoCUIIukgFcgOwAQFIAIgBARIgCgd1c2VyX2lkGAIgASgJQgoYAbpIBXIDsAEBSAGIAQESIQoKc3ViamVjdF9pZBgDIAEoCUIIukgFcgOwAQFIAogBAUIMCgpfcnVubmVyX2lkQgoKCF91c2VyX2lkQg0KC19zdWJqZWN0X2lkIo0BCiRMaXN0SG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5zUmVzcG9uc2USMQoKcGFnaW5hdGlvbhgBIAEoCzIdLmdpdHBvZC52MS5QYWdpbmF0aW9uUmVzcG9uc2USMgoGdG9rZW5zGAIgAygLMiIuZ2l0cG9kLnYxLkhvc3RBdXRoZW50aWNhdGlvblRva2VuIuUBCiRVcGRhdGVIb3N0QXV0aGVudGljYXRpb25Ub2tlblJlcXVlc3QSFAoCaWQYASABKAlCCLpIBXIDsAEBEhsKBXRva2VuGAUgASgJQge6SARyAhABSACIAQESMwoKZXhwaXJlc19hdBgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBIAYgBARIaCg1yZWZyZXNoX3Rva2VuGAcgASgJSAKIAQESDgoGc2NvcGVzGAggAygJQggKBl90b2tlbkINCgtfZXhwaXJlc19hdEIQCg5fcmVmcmVzaF90b2tlbiInCiVVcGRhdGVIb3N0QXV0aGVudGljYXRpb25Ub2tlblJlc3BvbnNlIjwKJERlbGV0ZUhvc3RBdXRoZW50aWNhdGlvblRva2VuUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiJwolRGVsZXRlSG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5SZXNwb25zZSKeAQosVXBkYXRlSG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5NZXRhZGF0YVJlcXVlc3QSGwoJcnVubmVyX2lkGAEgASgJQgi6SAVyA7ABARIUCgJpZBgCIAEoCUIIukgFcgOwAQESJgoQZXh0ZXJuYWxfdXNlcl9pZBgDIAEoCUIHukgEcgIQAUgAiAEBQhMKEV9leHRlcm5hbF91c2VyX2lkIi8KLVVwZGF0ZUhvc3RBdXRoZW50aWNhdGlvblRva2VuTWV0YWRhdGFSZXNwb25zZSLDAgobQ3JlYXRlU0NNSW50ZWdyYXRpb25SZXF1ZXN0EhsKCXJ1bm5lcl9pZBgBIAEoCUIIukgFcgOwAQESDgoGc2NtX2lkGAIgASgJEgwKBGhvc3QYAyABKAkSHAoPb2F1dGhfY2xpZW50X2lkGAQgASgJSACIAQESKgodb2F1dGhfcGxhaW50ZXh0X2NsaWVudF9zZWNyZXQYBSABKAlIAYgBARILCgNwYXQYBiABKAgSFwoKaXNzdWVyX3VybBgHIAEoCUgCiAEBEh4KEXZpcnR1YWxfZGlyZWN0b3J5GAggASgJSAOIAQFCEgoQX29hdXRoX2NsaWVudF9pZEIgCh5fb2F1dGhfcGxhaW50ZXh0X2NsaWVudF9zZWNyZXRCDQoLX2lzc3Vlcl91cmxCFAoSX3ZpcnR1YWxfZGlyZWN0b3J5IjQKHENyZWF0ZVNDTUludGVncmF0aW9uUmVzcG9uc2USFAoCaWQYASABKAlCCLpIBXIDsAEBIjAKGEdldFNDTUludGVncmF0aW9uUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiSwoZR2V0U0NNSW50ZWdyYXRpb25SZXNwb25zZRIuCgtpbnRlZ3JhdGlvbhgBIAEoCzIZLmdpdHBvZC52MS5TQ01JbnRlZ3JhdGlvbiK9AQoaTGlzdFNDTUludGVncmF0aW9uc1JlcXVlc3QSMAoKcGFnaW5hdGlvbhgBIAEoCzIcLmdpdHBvZC52MS5QYWdpbmF0aW9uUmVxdWVzdBI8CgZmaWx0ZXIYAiABKAsyLC5naXRwb2QudjEuTGlzdFNDTUludGVncmF0aW9uc1JlcXVlc3QuRmlsdGVyGi8KBkZpbHRlchIlCgpydW5uZXJfaWRzGAEgAygJQhG6SA6SAQsIABAZIgVyA7ABASKBAQobTGlzdFNDTUludGVncmF0aW9uc1Jlc3BvbnNlEjEKCnBhZ2luYXRpb24YASABKAsyHS5naXRwb2QudjEuUGFnaW5hdGlvblJlc3BvbnNlEi8KDGludGVncmF0aW9ucxgCIAMoCzIZLmdpdHBvZC52MS5TQ01JbnRlZ3JhdGlvbiKrAgobVXBkYXRlU0NNSW50ZWdyYXRpb25SZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABARIcCg9vYXV0aF9jbGllbnRfaWQYAiABKAlIAIgBARIqCh1vYXV0aF9wbGFpbnRleHRfY2xpZW50X3NlY3JldBgDIAEoCUgBiAEBEhAKA3BhdBgEIAEoCEgCiAEBEhcKCmlzc3Vlcl91cmwYBSABKAlIA4gBARIeChF2aXJ0dWFsX2RpcmVjdG9yeRgGIAEoCUgEiAEBQhIKEF9vYXV0aF9jbGllbnRfaWRCIAoeX29hdXRoX3BsYWludGV4dF9jbGllbnRfc2VjcmV0QgYKBF9wYXRCDQoLX2lzc3Vlcl91cmxCFAoSX3ZpcnR1YWxfZGlyZWN0b3J5Ih4KHFVwZGF0ZVNDTUludGVncmF0aW9uUmVzcG9uc2UiMwobRGVsZXRlU0NNSW50ZWdyYXRpb25SZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASIeChxEZWxldGVTQ01JbnRlZ3JhdGlvblJlc3BvbnNlIqwBCh1DcmVhdGVFbnZpcm9ubWVudENsYXNzUmVxdWVzdBIbCglydW5uZXJfaWQYASABKAlCCLpIBXIDsAEBEh8KDGRpc3BsYXlfbmFtZRgCIAEoCUIJukgGcgQQAxh/Eh8KC2Rlc2NyaXB0aW9uGAMgASgJQgq6SAdyBRADGMgBEiwKDWNvbmZpZ3VyYXRpb24YBCADKAsyFS5naXRwb2QudjEuRmllbGRWYWx1ZSIsCh5DcmVhdGVFbnZpcm9ubWVudENsYXNzUmVzcG9uc2USCgoCaWQYASABKAkiRAoaR2V0RW52aXJvbm1lbnRDbGFzc1JlcXVlc3QSJgoUZW52aXJvbm1lbnRfY2xhc3NfaWQYAiABKAlCCLpIBXIDsAEBIlUKG0dldEVudmlyb25tZW50Q2xhc3NSZXNwb25zZRI2ChFlbnZpcm9ubWVudF9jbGFzcxgBIAEoCzIbLmdpdHBvZC52MS5FbnZpcm9ubWVudENsYXNzIqIDCh1MaXN0RW52aXJvbm1lbnRDbGFzc2VzUmVxdWVzdBIwCgpwYWdpbmF0aW9uGAEgASgLMhwuZ2l0cG9kLnYxLlBhZ2luYXRpb25SZXF1ZXN0Ej8KBmZpbHRlchgCIAEoCzIvLmdpdHBvZC52MS5MaXN0RW52aXJvbm1lbnRDbGFzc2VzUmVxdWVzdC5GaWx0ZXIajQIKBkZpbHRlchIlCgpydW5uZXJfaWRzGAEgAygJQhG6SA6SAQsIABAZIgVyA7ABARIUCgdlbmFibGVkGAIgASgISACIAQESJAoXY2FuX2NyZWF0ZV9lbnZpcm9ubWVudHMYAyABKAhIAYgBARI3CgxydW5uZXJfa2luZHMYBCADKA4yFS5naXRwb2QudjEuUnVubmVyS2luZEIKukgHkgEECAAQGRI/ChBydW5uZXJfcHJvdmlkZXJzGAUgAygOMhkuZ2l0cG9kLnYxLlJ1bm5lclByb3ZpZGVyQgq6SAeSAQQIABAZQgoKCF9lbmFibGVkQhoKGF9jYW5fY3JlYXRlX2Vudmlyb25tZW50cyKNAQoeTGlzdEVudmlyb25tZW50Q2xhc3Nlc1Jlc3BvbnNlEjEKCnBhZ2luYXRpb24YASABKAsyHS5naXRwb2QudjEuUGFnaW5hdGlvblJlc3BvbnNlEjgKE2Vudmlyb25tZW50X2NsYXNzZXMYAiADKAsyGy5naXRwb2QudjEuRW52aXJvbm1lbnRDbGFzcyLWAQodVXBkYXRlRW52aXJvbm1lbnRDbGFzc1JlcXVlc3QSJgoUZW52aXJvbm1lbnRfY2xhc3NfaWQYASABKAlCCLpIBXIDsAEBEiQKDGRpc3BsYXlfbmFtZRgCIAEoCUIJukgGcgQQAxh/SACIAQESJAoLZGVzY3JpcHRpb24YAyABKAlCCrpIB3IFEAMYyAFIAYgBARIUCgdlbmFibGVkGAQgASgISAKIAQFCDwoNX2Rpc3BsYXlfbmFtZUIOCgxfZGVzY3JpcHRpb25CCgoIX2VuYWJsZWQiIAoeVXBkYXRlRW52aXJvbm1lbnRDbGFzc1Jlc3BvbnNlIs4HChlSdW5uZXJDb25maWd1cmF0aW9uU2NoZW1hEg8KB3ZlcnNpb24YASABKAkSQQoNcnVubmVyX2NvbmZpZxgCIAMoCzIqLmdpdHBvZC52MS5SdW5uZXJDb25maWd1cmF0aW9uU2NoZW1hLkZpZWxkEkcKE2Vudmlyb25tZW50X2NsYXNzZXMYAyADKAsyKi5naXRwb2QudjEuUnVubmVyQ29uZmlndXJhdGlvblNjaGVtYS5GaWVsZBJBCgNzY20YBCADKAsyNC5naXRwb2QudjEuUnVubmVyQ29uZmlndXJhdGlvblNjaGVtYS5TQ01Db25maWdTY2hlbWEaqAMKBUZpZWxkEgoKAmlkGAEgASgJEgwKBG5hbWUYAiABKAkSEwoLZGVzY3JpcHRpb24YAyABKAkSEAoIcmVxdWlyZWQYBCABKAgSDgoGc2VjcmV0GAUgASgIEkIKBnN0cmluZxgGIAEoCzIwLmdpdHBvZC52MS5SdW5uZXJDb25maWd1cmF0aW9uU2NoZW1hLlN0cmluZ0ZpZWxkSAASPgoEYm9vbBgHIAEoCzIuLmdpdHBvZC52MS5SdW5uZXJDb25maWd1cmF0aW9uU2NoZW1hLkJvb2xGaWVsZEgAEjwKA2ludBgIIAEoCzItLmdpdHBvZC52MS5SdW5uZXJDb25maWd1cmF0aW9uU2NoZW1hLkludEZpZWxkSAASPgoEZW51bRgJIAEoCzIuLmdpdHBvZC52MS5SdW5uZXJDb25maWd1cmF0aW9uU2NoZW1hLkVudW1GaWVsZEgAEkQKB2Rpc3BsYXkYCiABKAsyMS5naXRwb2QudjEuUnVubmVyQ29uZmlndXJhdGlvblNjaGVtYS5EaXNwbGF5RmllbGRIAEIGCgR0eXBlGg0KC1N0cmluZ0ZpZWxkGgsKCUJvb2xGaWVsZBoKCghJbnRGaWVsZBoLCglFbnVtRmllbGQaDgoMRGlzcGxheUZpZWxkGsQBCg9TQ01Db25maWdTY2hlbWESDgoGc2NtX2lkGAEgASgJEgwKBG5hbWUYAiABKAkSFQoNZGVmYXVsdF9ob3N0cxgDIAMoCRI/CgVvYXV0aBgEIAEoCzIwLmdpdHBvZC52MS5SdW5uZXJDb25maWd1cmF0aW9uU2NoZW1hLk9BdXRoQ29uZmlnEjsKA3BhdBgFIAEoCzIuLmdpdHBvZC52MS5SdW5uZXJDb25maWd1cmF0aW9uU2NoZW1hLlBBVENvbmZpZxoNCgtPQXV0aENvbmZpZxoLCglQQVRDb25maWciQgojR2V0UnVubmVyQ29uZmlndXJhdGlvblNjaGVtYVJlcXVlc3QSGwoJcnVubmVyX2lkGAEgASgJQgi6SAVyA7ABASJcCiRHZXRSdW5uZXJDb25maWd1cmF0aW9uU2NoZW1hUmVzcG9uc2USNAoGc2NoZW1hGAEgASgLMiQuZ2l0cG9kLnYxLlJ1bm5lckNvbmZpZ3VyYXRpb25TY2hlbWEipwQKIlZhbGlkYXRlUnVubmVyQ29uZmlndXJhdGlvblJlcXVlc3QSEQoJcnVubmVyX2lkGAEgASgJEjgKEWVudmlyb25tZW50X2NsYXNzGAIgASgLMhsuZ2l0cG9kLnYxLkVudmlyb25tZW50Q2xhc3NIABJfCg9zY21faW50ZWdyYXRpb24YAyABKAsyRC5naXRwb2QudjEuVmFsaWRhdGVSdW5uZXJDb25maWd1cmF0aW9uUmVxdWVzdC5WYWxpZGF0ZVNDTUludGVncmF0aW9uSAAayAIKFlZhbGlkYXRlU0NNSW50ZWdyYXRpb24SCgoCaWQYASABKAkSDgoGc2NtX2lkGAIgASgJEgwKBGhvc3QYAyABKAkSHAoPb2F1dGhfY2xpZW50X2lkGAQgASgJSAGIAQESJwodb2F1dGhfcGxhaW50ZXh0X2NsaWVudF9zZWNyZXQYBSABKAlIABInCh1vYXV0aF9lbmNyeXB0ZWRfY2xpZW50X3NlY3JldBgGIAEoDEgAEgsKA3BhdBgHIAEoCBIXCgppc3N1ZXJfdXJsGAggASgJSAKIAQESHgoRdmlydHVhbF9kaXJlY3RvcnkYCSABKAlIA4gBAUIVChNvYXV0aF9jbGllbnRfc2VjcmV0QhIKEF9vYXV0aF9jbGllbnRfaWRCDQoLX2lzc3Vlcl91cmxCFAoSX3ZpcnR1YWxfZGlyZWN0b3J5QggKBmNvbmZpZyK/AQojVmFsaWRhdGVSdW5uZXJDb25maWd1cmF0aW9uUmVzcG9uc2USSAoRZW52aXJvbm1lbnRfY2xhc3MYASABKAsyKy5naXRwb2QudjEuRW52aXJvbm1lbnRDbGFzc1ZhbGlkYXRpb25SZXN1bHRIABJECg9zY21faW50ZWdyYXRpb24YAiABKAsyKS5naXRwb2QudjEuU0NNSW50ZWdyYXRpb25WYWxpZGF0aW9uUmVzdWx0SABCCAoGcmVzdWx0Ih0KG0xMTUludGVncmF0aW9uUmVxdWVzdEhlYWRlciIWCg5MTE1JbnRlZ3JhdGlvbkoECAoQCyKtAQobQ3JlYXRlTExNSW50ZWdyYXRpb25SZXF1ZXN0EhsKCXJ1bm5lcl9pZBgBIAEoCUIIukgFcgOwAQESOgoGbW9kZWxzGAIgAygOMhkuZ2l0cG9kLnYxLlN1cHBvcnRlZE1vZGVsQg+6SAySAQkIASIFggECEAESEAoIZW5kcG9pbnQYAyABKAkSDwoHYXBpX2tleRgEIAEoCRISCgptYXhfdG9rZW5zGAUgASgEIjQKHENyZWF0ZUxMTUludGVncmF0aW9uUmVzcG9uc2USFAoCaWQYASABKAlCCLpIBXIDsAEBIjAKGEdldExMTUludGVncmF0aW9uUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiSwoZR2V0TExNSW50ZWdyYXRpb25SZXNwb25zZRIuCgtpbnRlZ3JhdGlvbhgBIAEoCzIZLmdpdHBvZC52MS5MTE1JbnRlZ3JhdGlvbiKWAQoaTGlzdExMTUludGVncmF0aW9uc1JlcXVlc3QSMAoKcGFnaW5hdGlvbhgBIAEoCzIcLmdpdHBvZC52MS5QYWdpbmF0aW9uUmVxdWVzdBI8CgZmaWx0ZXIYAiABKAsyLC5naXRwb2QudjEuTGlzdExMTUludGVncmF0aW9uc1JlcXVlc3QuRmlsdGVyGggKBkZpbHRlciLdAQobTGlzdExMTUludGVncmF0aW9uc1Jlc3BvbnNlEjEKCnBhZ2luYXRpb24YASABKAsyHS5naXRwb2QudjEuUGFnaW5hdGlvblJlc3BvbnNlEi8KDGludGVncmF0aW9ucxgCIAMoCzIZLmdpdHBvZC52MS5MTE1JbnRlZ3JhdGlvbhIeChJsbG1fbWFuYWdlZF9ieV9vbmEYAyABKAhCAhgBEjoKGm9uYV9pbnRlbGxpZ2VuY2VfcHJvdmlkZXJzGAQgAygOMhYuZ2l0cG9kLnYxLkxMTVByb3ZpZGVyItoCChtVcGRhdGVMTE1JbnRlZ3JhdGlvblJlcXVlc3QSFAoCaWQYASABKAlCCLpIBXIDsAEBEhUKCGVuZHBvaW50GAIgASgJSACIAQESOAoGbW9kZWxzGAMgAygOMhkuZ2l0cG9kLnYxLlN1cHBvcnRlZE1vZGVsQg26SAqSAQciBYIBAhABEhQKB2FwaV9rZXkYBCABKAlIAYgBARIXCgptYXhfdG9rZW5zGAUgASgESAKIAQESMgoFcGhhc2UYBiABKA4yHi5naXRwb2QudjEuTExNSW50ZWdyYXRpb25QaGFzZUgDiAEBEj8KD3JlcXVlc3RfaGVhZGVycxgHIAMoCzImLmdpdHBvZC52MS5MTE1JbnRlZ3JhdGlvblJlcXVlc3RIZWFkZXJCCwoJX2VuZHBvaW50QgoKCF9hcGlfa2V5Qg0KC19tYXhfdG9rZW5zQggKBl9waGFzZSIeChxVcGRhdGVMTE1JbnRlZ3JhdGlvblJlc3BvbnNlIkIKG0RlbGV0ZUxMTUludGVncmF0aW9uUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQESDQoFZm9yY2UYAiABKAgiHgocRGVsZXRlTExNSW50ZWdyYXRpb25SZXNwb25zZSIiCiBFbnZpcm9ubWVudENsYXNzVmFsaWRhdGlvblJlc3VsdCIgCh5TQ01JbnRlZ3JhdGlvblZhbGlkYXRpb25SZXN1bHQqgQEKClJ1bm5lcktpbmQSGwoXUlVOTkVSX0tJTkRfVU5TUEVDSUZJRUQQABIZChFSVU5ORVJfS0lORF9MT0NBTBABGgIIARIWChJSVU5ORVJfS0lORF9SRU1PVEUQAhIjCh9SVU5ORVJfS0lORF9MT0NBTF9DT05GSUdVUkFUSU9OEAMq7AEKDlJ1bm5lclByb3ZpZGVyEh8KG1JVTk5FUl9QUk9WSURFUl9VTlNQRUNJRklFRBAAEhsKF1JVTk5FUl9QUk9WSURFUl9BV1NfRUMyEAESIgoaUlVOTkVSX1BST1ZJREVSX0xJTlVYX0hPU1QQAhoCCAESIwobUlVOTkVSX1BST1ZJREVSX0RFU0tUT1BfTUFDEAMaAggBEhsKF1JVTk5FUl9QUk9WSURFUl9NQU5BR0VEEAQSFwoTUlVOTkVSX1BST1ZJREVSX0dDUBAFEh0KGVJVTk5FUl9QUk9WSURFUl9ERVZfQUdFTlQQBiqnAQodSG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5Tb3VyY2USMAosSE9TVF9BVVRIRU5USUNBVElPTl9UT0tFTl9TT1VSQ0VfVU5TUEVDSUZJRUQQABIqCiZIT1NUX0FVVEhFTlRJQ0FUSU9OX1RPS0VOX1NPVVJDRV9PQVVUSBABEigKJEhPU1RfQVVUSEVOVElDQVRJT05fVE9LRU5fU09VUkNFX1BBVBACKjEKDlN1cHBvcnRlZE1vZGVsEh8KG1NVUFBPUlRFRF9NT0RFTF9VTlNQRUNJRklFRBAAKisKC0xMTVByb3ZpZGVyEhwKGExMTV9QUk9WSURFUl9VTlNQRUNJRklFRBAAKjwKE0xMTUludGVncmF0aW9uUGhhc2USJQohTExNX0lOVEVHUkFUSU9OX1BIQVNFX1VOU1BFQ0lGSUVEEAAyihMKGlJ1bm5lckNvbmZpZ3VyYXRpb25TZXJ2aWNlEoIBCh1DcmVhdGVIb3N0QXV0aGVudGljYXRpb25Ub2tlbhIvLmdpdHBvZC52MS5DcmVhdGVIb3N0QXV0aGVudGljYXRpb25Ub2tlblJlcXVlc3QaMC5naXRwb2QudjEuQ3JlYXRlSG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5SZXNwb25zZRJ+ChpHZXRIb3N0QXV0aGVudGljYXRpb25Ub2tlbhIsLmdpdHBvZC52MS5HZXRIb3N0QXV0aGVudGljYXRpb25Ub2tlblJlcXVlc3QaLS5naXRwb2QudjEuR2V0SG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5SZXNwb25zZSIDkAIBEoQBChxMaXN0SG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5zEi4uZ2l0cG9kLnYxLkxpc3RIb3N0QXV0aGVudGljYXRpb25Ub2tlbnNSZXF1ZXN0Gi8uZ2l0cG9kLnYxLkxpc3RIb3N0QXV0aGVudGljYXRpb25Ub2tlbnNSZXNwb25zZSIDkAIBEoIBCh1VcGRhdGVIb3N0QXV0aGVudGljYXRpb25Ub2tlbhIvLmdpdHBvZC52MS5VcGRhdGVIb3N0QXV0aGVudGljYXRpb25Ub2tlblJlcXVlc3QaMC5naXRwb2QudjEuVXBkYXRlSG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5SZXNwb25zZRKCAQodRGVsZXRlSG9zdEF1dGhlbnRpY2F0aW9uVG9rZW4SLy5naXRwb2QudjEuRGVsZXRlSG9zdEF1dGhlbnRpY2F0aW9uVG9rZW5SZXF1ZXN0GjAuZ2l0cG9kLnYxLkRlbGV0ZUhvc3RBdXRoZW50aWNhdGlvblRva2VuUmVzcG9uc2UShAEKHEdldFJ1bm5lckNvbmZpZ3VyYXRpb25TY2hlbWESLi5naXRwb2QudjEuR2V0UnVubmVyQ29uZmlndXJhdGlvblNjaGVtYVJlcXVlc3QaLy5naXRwb2QudjEuR2V0UnVubmVyQ29uZmlndXJhdGlvblNjaGVtYVJlc3BvbnNlIgOQAgESZwoUQ3JlYXRlU0NNSW50ZWdyYXRpb24SJi5naXRwb2QudjEuQ3JlYXRlU0NNSW50ZWdyYXRpb25SZXF1ZXN0GicuZ2l0cG9kLnYxLkNyZWF0ZVNDTUludGVncmF0aW9uUmVzcG9uc2USYwoRR2V0U0NNSW50ZWdyYXRpb24SIy5naXRwb2QudjEuR2V0U0NNSW50ZWdyYXRpb25SZXF1ZXN0GiQuZ2l0cG9kLnYxLkdldFNDTUludGVncmF0aW9uUmVzcG9uc2UiA5ACARJpChNMaXN0U0NNSW50ZWdyYXRpb25zEiUuZ2l0cG9kLnYxLkxpc3RTQ01JbnRlZ3JhdGlvbnNSZXF1ZXN0GiYuZ2l0cG9kLnYxLkxpc3RTQ01JbnRlZ3JhdGlvbnNSZXNwb25zZSIDkAIBEmcKFFVwZGF0ZVNDTUludGVncmF0aW9uEiYuZ2l0cG9kLnYxLlVwZGF0ZVNDTUludGVncmF0aW9uUmVxdWVzdBonLmdpdHBvZC52MS5VcGRhdGVTQ01JbnRlZ3JhdGlvblJlc3BvbnNlEmcKFERlbGV0ZVNDTUludGVncmF0aW9uEiYuZ2l0cG9kLnYxLkRlbGV0ZVNDTUludGVncmF0aW9uUmVxdWVzdBonLmdpdHBvZC52MS5EZWxldGVTQ01JbnRlZ3JhdGlvblJlc3BvbnNlEm0KFkNyZWF0ZUVudmlyb25tZW50Q2xhc3MSKC5naXRwb2QudjEuQ3JlYXRlRW52aXJvbm1lbnRDbGFzc1JlcXVlc3QaKS5naXRwb2QudjEuQ3JlYXRlRW52aXJvbm1lbnRDbGFzc1Jlc3BvbnNlEmkKE0dldEVudmlyb25tZW50Q2xhc3MSJS5naXRwb2QudjEuR2V0RW52aXJvbm1lbnRDbGFzc1JlcXVlc3QaJi5naXRwb2QudjEuR2V0RW52aXJvbm1lbnRDbGFzc1Jlc3BvbnNlIgOQAgEScgoWTGlzdEVudmlyb25tZW50Q2xhc3NlcxIoLmdpdHBvZC52MS5MaXN0RW52aXJvbm1lbnRDbGFzc2VzUmVxdWVzdBopLmdpdHBvZC52MS5MaXN0RW52aXJvbm1lbnRDbGFzc2VzUmVzcG9uc2UiA5ACARJtChZVcGRhdGVFbnZpcm9ubWVudENsYXNzEiguZ2l0cG9kLnYxLlVwZGF0ZUVudmlyb25tZW50Q2xhc3NSZXF1ZXN0GikuZ2l0cG9kLnYxLlVwZGF0ZUVudmlyb25tZW50Q2xhc3NSZXNwb25zZRJ8ChtWYWxpZGF0ZVJ1bm5lckNvbmZpZ3VyYXRpb24SLS5naXRwb2QudjEuVmFsaWRhdGVSdW5uZXJDb25maWd1cmF0aW9uUmVxdWVzdBouLmdpdHBvZC52MS5WYWxpZGF0ZVJ1bm5lckNvbmZpZ3VyYXRpb25SZXNwb25zZRJnChRDcmVhdGVMTE1JbnRlZ3JhdGlvbhImLmdpdHBvZC52MS5DcmVhdGVMTE1JbnRlZ3JhdGlvblJlcXVlc3QaJy5naXRwb2QudjEuQ3JlYXRlTExNSW50ZWdyYXRpb25SZXNwb25zZRJjChFHZXRMTE1JbnRlZ3JhdGlvbhIjLmdpdHBvZC52MS5HZXRMTE1JbnRlZ3JhdGlvblJlcXVlc3QaJC5naXRwb2QudjEuR2V0TExNSW50ZWdyYXRpb25SZXNwb25zZSIDkAIBEmkKE0xpc3RMTE1JbnRlZ3JhdGlvbnMSJS5naXRwb2QudjEuTGlzdExMTUludGVncmF0aW9uc1JlcXVlc3QaJi5naXRwb2QudjEuTGlzdExMTUludGVncmF0aW9uc1Jlc3BvbnNlIgOQAgESZwoUVXBkYXRlTExNSW50ZWdyYXRpb24SJi5naXRwb2QudjEuVXBkYXRlTExNSW50ZWdyYXRpb25SZXF1ZXN0GicuZ2l0cG9kLnYxLlVwZGF0ZUxMTUludGVncmF0aW9uUmVzcG9uc2USZwoURGVsZXRlTExNSW50ZWdyYXRpb24SJi5naXRwb2QudjEuRGVsZXRlTExNSW50ZWdyYXRpb25SZXF1ZXN0GicuZ2l0cG9kLnYxLkRlbGV0ZUxMTUludGVncmF0aW9uUmVzcG9uc2ViBnByb3RvMw", [file_buf_validate_validate, file_gitpod_v1_identity, file_gitpod_v1_pagination, file_google_protobuf_timestamp]);
 
 /**
  * A plain key/value pair.
@@ -202,6 +208,1642 @@ export const SCMIntegrationOAuthConfigSchema: GenMessage<SCMIntegrationOAuthConf
   messageDesc(file_gitpod_v1_runner_configuration, 4);
 
 /**
+ * A user's credential for an SCM host on a runner: metadata only, the secret is write-only.
+ *
+ * @generated from message gitpod.v1.HostAuthenticationToken
+ */
+export type HostAuthenticationToken = Message<"gitpod.v1.HostAuthenticationToken"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string runner_id = 2;
+   */
+  runnerId: string;
+
+  /**
+   * @generated from field: string user_id = 3 [deprecated = true];
+   * @deprecated
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string host = 4;
+   */
+  host: string;
+
+  /**
+   * @generated from field: gitpod.v1.HostAuthenticationTokenSource source = 5;
+   */
+  source: HostAuthenticationTokenSource;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 6;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string integration_id = 7;
+   */
+  integrationId: string;
+
+  /**
+   * @generated from field: repeated string scopes = 8;
+   */
+  scopes: string[];
+
+  /**
+   * @generated from field: gitpod.v1.Subject subject = 9;
+   */
+  subject?: Subject | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.HostAuthenticationToken.
+ * Use `create(HostAuthenticationTokenSchema)` to create a new message.
+ */
+export const HostAuthenticationTokenSchema: GenMessage<HostAuthenticationToken> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 5);
+
+/**
+ * Request for CreateHostAuthenticationToken.
+ *
+ * @generated from message gitpod.v1.CreateHostAuthenticationTokenRequest
+ */
+export type CreateHostAuthenticationTokenRequest = Message<"gitpod.v1.CreateHostAuthenticationTokenRequest"> & {
+  /**
+   * @generated from field: string runner_id = 1;
+   */
+  runnerId: string;
+
+  /**
+   * Deprecated: use subject.
+   *
+   * @generated from field: string user_id = 2 [deprecated = true];
+   * @deprecated
+   */
+  userId: string;
+
+  /**
+   * @generated from field: string host = 3;
+   */
+  host: string;
+
+  /**
+   * The secret; stored encrypted, readable only by the runner (GetHostAuthenticationTokenValue).
+   *
+   * @generated from field: string token = 4;
+   */
+  token: string;
+
+  /**
+   * @generated from field: gitpod.v1.HostAuthenticationTokenSource source = 5;
+   */
+  source: HostAuthenticationTokenSource;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expires_at = 6;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * Stored encrypted, like token.
+   *
+   * @generated from field: string refresh_token = 7;
+   */
+  refreshToken: string;
+
+  /**
+   * @generated from field: string integration_id = 8;
+   */
+  integrationId: string;
+
+  /**
+   * At most 100 scopes (101 is the bound upstream validates).
+   *
+   * @generated from field: repeated string scopes = 9;
+   */
+  scopes: string[];
+
+  /**
+   * Whose token this is; empty: the caller. The reference's "rules skipped when empty" is kept
+   * for the contract (a message field has presence, so it changes nothing).
+   * buf:lint:ignore PROTOVALIDATE
+   *
+   * @generated from field: gitpod.v1.Subject subject = 10;
+   */
+  subject?: Subject | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.CreateHostAuthenticationTokenRequest.
+ * Use `create(CreateHostAuthenticationTokenRequestSchema)` to create a new message.
+ */
+export const CreateHostAuthenticationTokenRequestSchema: GenMessage<CreateHostAuthenticationTokenRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 6);
+
+/**
+ * Response of CreateHostAuthenticationToken.
+ *
+ * @generated from message gitpod.v1.CreateHostAuthenticationTokenResponse
+ */
+export type CreateHostAuthenticationTokenResponse = Message<"gitpod.v1.CreateHostAuthenticationTokenResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.HostAuthenticationToken token = 1;
+   */
+  token?: HostAuthenticationToken | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.CreateHostAuthenticationTokenResponse.
+ * Use `create(CreateHostAuthenticationTokenResponseSchema)` to create a new message.
+ */
+export const CreateHostAuthenticationTokenResponseSchema: GenMessage<CreateHostAuthenticationTokenResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 7);
+
+/**
+ * Request for GetHostAuthenticationToken.
+ *
+ * @generated from message gitpod.v1.GetHostAuthenticationTokenRequest
+ */
+export type GetHostAuthenticationTokenRequest = Message<"gitpod.v1.GetHostAuthenticationTokenRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message gitpod.v1.GetHostAuthenticationTokenRequest.
+ * Use `create(GetHostAuthenticationTokenRequestSchema)` to create a new message.
+ */
+export const GetHostAuthenticationTokenRequestSchema: GenMessage<GetHostAuthenticationTokenRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 8);
+
+/**
+ * Response of GetHostAuthenticationToken.
+ *
+ * @generated from message gitpod.v1.GetHostAuthenticationTokenResponse
+ */
+export type GetHostAuthenticationTokenResponse = Message<"gitpod.v1.GetHostAuthenticationTokenResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.HostAuthenticationToken token = 1;
+   */
+  token?: HostAuthenticationToken | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.GetHostAuthenticationTokenResponse.
+ * Use `create(GetHostAuthenticationTokenResponseSchema)` to create a new message.
+ */
+export const GetHostAuthenticationTokenResponseSchema: GenMessage<GetHostAuthenticationTokenResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 9);
+
+/**
+ * Request for ListHostAuthenticationTokens.
+ *
+ * @generated from message gitpod.v1.ListHostAuthenticationTokensRequest
+ */
+export type ListHostAuthenticationTokensRequest = Message<"gitpod.v1.ListHostAuthenticationTokensRequest"> & {
+  /**
+   * @generated from field: gitpod.v1.PaginationRequest pagination = 1;
+   */
+  pagination?: PaginationRequest | undefined;
+
+  /**
+   * @generated from field: gitpod.v1.ListHostAuthenticationTokensRequest.Filter filter = 2;
+   */
+  filter?: ListHostAuthenticationTokensRequest_Filter | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.ListHostAuthenticationTokensRequest.
+ * Use `create(ListHostAuthenticationTokensRequestSchema)` to create a new message.
+ */
+export const ListHostAuthenticationTokensRequestSchema: GenMessage<ListHostAuthenticationTokensRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 10);
+
+/**
+ * All criteria are combined.
+ *
+ * @generated from message gitpod.v1.ListHostAuthenticationTokensRequest.Filter
+ */
+export type ListHostAuthenticationTokensRequest_Filter = Message<"gitpod.v1.ListHostAuthenticationTokensRequest.Filter"> & {
+  /**
+   * @generated from field: optional string runner_id = 1;
+   */
+  runnerId?: string | undefined;
+
+  /**
+   * @generated from field: optional string user_id = 2 [deprecated = true];
+   * @deprecated
+   */
+  userId?: string | undefined;
+
+  /**
+   * @generated from field: optional string subject_id = 3;
+   */
+  subjectId?: string | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.ListHostAuthenticationTokensRequest.Filter.
+ * Use `create(ListHostAuthenticationTokensRequest_FilterSchema)` to create a new message.
+ */
+export const ListHostAuthenticationTokensRequest_FilterSchema: GenMessage<ListHostAuthenticationTokensRequest_Filter> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 10, 0);
+
+/**
+ * Response of ListHostAuthenticationTokens.
+ *
+ * @generated from message gitpod.v1.ListHostAuthenticationTokensResponse
+ */
+export type ListHostAuthenticationTokensResponse = Message<"gitpod.v1.ListHostAuthenticationTokensResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.PaginationResponse pagination = 1;
+   */
+  pagination?: PaginationResponse | undefined;
+
+  /**
+   * @generated from field: repeated gitpod.v1.HostAuthenticationToken tokens = 2;
+   */
+  tokens: HostAuthenticationToken[];
+};
+
+/**
+ * Describes the message gitpod.v1.ListHostAuthenticationTokensResponse.
+ * Use `create(ListHostAuthenticationTokensResponseSchema)` to create a new message.
+ */
+export const ListHostAuthenticationTokensResponseSchema: GenMessage<ListHostAuthenticationTokensResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 11);
+
+/**
+ * Request for UpdateHostAuthenticationToken: only present fields change.
+ *
+ * @generated from message gitpod.v1.UpdateHostAuthenticationTokenRequest
+ */
+export type UpdateHostAuthenticationTokenRequest = Message<"gitpod.v1.UpdateHostAuthenticationTokenRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: optional string token = 5;
+   */
+  token?: string | undefined;
+
+  /**
+   * @generated from field: optional google.protobuf.Timestamp expires_at = 6;
+   */
+  expiresAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: optional string refresh_token = 7;
+   */
+  refreshToken?: string | undefined;
+
+  /**
+   * Non-empty replaces the scopes; empty leaves them (an empty list cannot be told from "no change").
+   *
+   * @generated from field: repeated string scopes = 8;
+   */
+  scopes: string[];
+};
+
+/**
+ * Describes the message gitpod.v1.UpdateHostAuthenticationTokenRequest.
+ * Use `create(UpdateHostAuthenticationTokenRequestSchema)` to create a new message.
+ */
+export const UpdateHostAuthenticationTokenRequestSchema: GenMessage<UpdateHostAuthenticationTokenRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 12);
+
+/**
+ * Response of UpdateHostAuthenticationToken (empty).
+ *
+ * @generated from message gitpod.v1.UpdateHostAuthenticationTokenResponse
+ */
+export type UpdateHostAuthenticationTokenResponse = Message<"gitpod.v1.UpdateHostAuthenticationTokenResponse"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.UpdateHostAuthenticationTokenResponse.
+ * Use `create(UpdateHostAuthenticationTokenResponseSchema)` to create a new message.
+ */
+export const UpdateHostAuthenticationTokenResponseSchema: GenMessage<UpdateHostAuthenticationTokenResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 13);
+
+/**
+ * Request for DeleteHostAuthenticationToken.
+ *
+ * @generated from message gitpod.v1.DeleteHostAuthenticationTokenRequest
+ */
+export type DeleteHostAuthenticationTokenRequest = Message<"gitpod.v1.DeleteHostAuthenticationTokenRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message gitpod.v1.DeleteHostAuthenticationTokenRequest.
+ * Use `create(DeleteHostAuthenticationTokenRequestSchema)` to create a new message.
+ */
+export const DeleteHostAuthenticationTokenRequestSchema: GenMessage<DeleteHostAuthenticationTokenRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 14);
+
+/**
+ * Response of DeleteHostAuthenticationToken (empty).
+ *
+ * @generated from message gitpod.v1.DeleteHostAuthenticationTokenResponse
+ */
+export type DeleteHostAuthenticationTokenResponse = Message<"gitpod.v1.DeleteHostAuthenticationTokenResponse"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.DeleteHostAuthenticationTokenResponse.
+ * Use `create(DeleteHostAuthenticationTokenResponseSchema)` to create a new message.
+ */
+export const DeleteHostAuthenticationTokenResponseSchema: GenMessage<DeleteHostAuthenticationTokenResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 15);
+
+/**
+ * Request of the B2-only UpdateHostAuthenticationTokenMetadata (declared, not served).
+ *
+ * @generated from message gitpod.v1.UpdateHostAuthenticationTokenMetadataRequest
+ */
+export type UpdateHostAuthenticationTokenMetadataRequest = Message<"gitpod.v1.UpdateHostAuthenticationTokenMetadataRequest"> & {
+  /**
+   * @generated from field: string runner_id = 1;
+   */
+  runnerId: string;
+
+  /**
+   * @generated from field: string id = 2;
+   */
+  id: string;
+
+  /**
+   * @generated from field: optional string external_user_id = 3;
+   */
+  externalUserId?: string | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.UpdateHostAuthenticationTokenMetadataRequest.
+ * Use `create(UpdateHostAuthenticationTokenMetadataRequestSchema)` to create a new message.
+ */
+export const UpdateHostAuthenticationTokenMetadataRequestSchema: GenMessage<UpdateHostAuthenticationTokenMetadataRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 16);
+
+/**
+ * Response of the B2-only UpdateHostAuthenticationTokenMetadata (empty).
+ *
+ * @generated from message gitpod.v1.UpdateHostAuthenticationTokenMetadataResponse
+ */
+export type UpdateHostAuthenticationTokenMetadataResponse = Message<"gitpod.v1.UpdateHostAuthenticationTokenMetadataResponse"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.UpdateHostAuthenticationTokenMetadataResponse.
+ * Use `create(UpdateHostAuthenticationTokenMetadataResponseSchema)` to create a new message.
+ */
+export const UpdateHostAuthenticationTokenMetadataResponseSchema: GenMessage<UpdateHostAuthenticationTokenMetadataResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 17);
+
+/**
+ * Request for CreateSCMIntegration.
+ *
+ * @generated from message gitpod.v1.CreateSCMIntegrationRequest
+ */
+export type CreateSCMIntegrationRequest = Message<"gitpod.v1.CreateSCMIntegrationRequest"> & {
+  /**
+   * @generated from field: string runner_id = 1;
+   */
+  runnerId: string;
+
+  /**
+   * The SCM (e.g. "github", "gitlab").
+   *
+   * @generated from field: string scm_id = 2;
+   */
+  scmId: string;
+
+  /**
+   * @generated from field: string host = 3;
+   */
+  host: string;
+
+  /**
+   * @generated from field: optional string oauth_client_id = 4;
+   */
+  oauthClientId?: string | undefined;
+
+  /**
+   * Sealed to the runner's public key before it is stored; never returned in plaintext.
+   *
+   * @generated from field: optional string oauth_plaintext_client_secret = 5;
+   */
+  oauthPlaintextClientSecret?: string | undefined;
+
+  /**
+   * @generated from field: bool pat = 6;
+   */
+  pat: boolean;
+
+  /**
+   * @generated from field: optional string issuer_url = 7;
+   */
+  issuerUrl?: string | undefined;
+
+  /**
+   * @generated from field: optional string virtual_directory = 8;
+   */
+  virtualDirectory?: string | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.CreateSCMIntegrationRequest.
+ * Use `create(CreateSCMIntegrationRequestSchema)` to create a new message.
+ */
+export const CreateSCMIntegrationRequestSchema: GenMessage<CreateSCMIntegrationRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 18);
+
+/**
+ * Response of CreateSCMIntegration.
+ *
+ * @generated from message gitpod.v1.CreateSCMIntegrationResponse
+ */
+export type CreateSCMIntegrationResponse = Message<"gitpod.v1.CreateSCMIntegrationResponse"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message gitpod.v1.CreateSCMIntegrationResponse.
+ * Use `create(CreateSCMIntegrationResponseSchema)` to create a new message.
+ */
+export const CreateSCMIntegrationResponseSchema: GenMessage<CreateSCMIntegrationResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 19);
+
+/**
+ * Request for GetSCMIntegration.
+ *
+ * @generated from message gitpod.v1.GetSCMIntegrationRequest
+ */
+export type GetSCMIntegrationRequest = Message<"gitpod.v1.GetSCMIntegrationRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message gitpod.v1.GetSCMIntegrationRequest.
+ * Use `create(GetSCMIntegrationRequestSchema)` to create a new message.
+ */
+export const GetSCMIntegrationRequestSchema: GenMessage<GetSCMIntegrationRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 20);
+
+/**
+ * Response of GetSCMIntegration.
+ *
+ * @generated from message gitpod.v1.GetSCMIntegrationResponse
+ */
+export type GetSCMIntegrationResponse = Message<"gitpod.v1.GetSCMIntegrationResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.SCMIntegration integration = 1;
+   */
+  integration?: SCMIntegration | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.GetSCMIntegrationResponse.
+ * Use `create(GetSCMIntegrationResponseSchema)` to create a new message.
+ */
+export const GetSCMIntegrationResponseSchema: GenMessage<GetSCMIntegrationResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 21);
+
+/**
+ * Request for ListSCMIntegrations.
+ *
+ * @generated from message gitpod.v1.ListSCMIntegrationsRequest
+ */
+export type ListSCMIntegrationsRequest = Message<"gitpod.v1.ListSCMIntegrationsRequest"> & {
+  /**
+   * @generated from field: gitpod.v1.PaginationRequest pagination = 1;
+   */
+  pagination?: PaginationRequest | undefined;
+
+  /**
+   * @generated from field: gitpod.v1.ListSCMIntegrationsRequest.Filter filter = 2;
+   */
+  filter?: ListSCMIntegrationsRequest_Filter | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.ListSCMIntegrationsRequest.
+ * Use `create(ListSCMIntegrationsRequestSchema)` to create a new message.
+ */
+export const ListSCMIntegrationsRequestSchema: GenMessage<ListSCMIntegrationsRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 22);
+
+/**
+ * @generated from message gitpod.v1.ListSCMIntegrationsRequest.Filter
+ */
+export type ListSCMIntegrationsRequest_Filter = Message<"gitpod.v1.ListSCMIntegrationsRequest.Filter"> & {
+  /**
+   * @generated from field: repeated string runner_ids = 1;
+   */
+  runnerIds: string[];
+};
+
+/**
+ * Describes the message gitpod.v1.ListSCMIntegrationsRequest.Filter.
+ * Use `create(ListSCMIntegrationsRequest_FilterSchema)` to create a new message.
+ */
+export const ListSCMIntegrationsRequest_FilterSchema: GenMessage<ListSCMIntegrationsRequest_Filter> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 22, 0);
+
+/**
+ * Response of ListSCMIntegrations.
+ *
+ * @generated from message gitpod.v1.ListSCMIntegrationsResponse
+ */
+export type ListSCMIntegrationsResponse = Message<"gitpod.v1.ListSCMIntegrationsResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.PaginationResponse pagination = 1;
+   */
+  pagination?: PaginationResponse | undefined;
+
+  /**
+   * @generated from field: repeated gitpod.v1.SCMIntegration integrations = 2;
+   */
+  integrations: SCMIntegration[];
+};
+
+/**
+ * Describes the message gitpod.v1.ListSCMIntegrationsResponse.
+ * Use `create(ListSCMIntegrationsResponseSchema)` to create a new message.
+ */
+export const ListSCMIntegrationsResponseSchema: GenMessage<ListSCMIntegrationsResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 23);
+
+/**
+ * Request for UpdateSCMIntegration: only present fields change; an empty oauth_client_id removes OAuth.
+ *
+ * @generated from message gitpod.v1.UpdateSCMIntegrationRequest
+ */
+export type UpdateSCMIntegrationRequest = Message<"gitpod.v1.UpdateSCMIntegrationRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: optional string oauth_client_id = 2;
+   */
+  oauthClientId?: string | undefined;
+
+  /**
+   * @generated from field: optional string oauth_plaintext_client_secret = 3;
+   */
+  oauthPlaintextClientSecret?: string | undefined;
+
+  /**
+   * @generated from field: optional bool pat = 4;
+   */
+  pat?: boolean | undefined;
+
+  /**
+   * @generated from field: optional string issuer_url = 5;
+   */
+  issuerUrl?: string | undefined;
+
+  /**
+   * @generated from field: optional string virtual_directory = 6;
+   */
+  virtualDirectory?: string | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.UpdateSCMIntegrationRequest.
+ * Use `create(UpdateSCMIntegrationRequestSchema)` to create a new message.
+ */
+export const UpdateSCMIntegrationRequestSchema: GenMessage<UpdateSCMIntegrationRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 24);
+
+/**
+ * Response of UpdateSCMIntegration (empty).
+ *
+ * @generated from message gitpod.v1.UpdateSCMIntegrationResponse
+ */
+export type UpdateSCMIntegrationResponse = Message<"gitpod.v1.UpdateSCMIntegrationResponse"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.UpdateSCMIntegrationResponse.
+ * Use `create(UpdateSCMIntegrationResponseSchema)` to create a new message.
+ */
+export const UpdateSCMIntegrationResponseSchema: GenMessage<UpdateSCMIntegrationResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 25);
+
+/**
+ * Request for DeleteSCMIntegration.
+ *
+ * @generated from message gitpod.v1.DeleteSCMIntegrationRequest
+ */
+export type DeleteSCMIntegrationRequest = Message<"gitpod.v1.DeleteSCMIntegrationRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message gitpod.v1.DeleteSCMIntegrationRequest.
+ * Use `create(DeleteSCMIntegrationRequestSchema)` to create a new message.
+ */
+export const DeleteSCMIntegrationRequestSchema: GenMessage<DeleteSCMIntegrationRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 26);
+
+/**
+ * Response of DeleteSCMIntegration (empty).
+ *
+ * @generated from message gitpod.v1.DeleteSCMIntegrationResponse
+ */
+export type DeleteSCMIntegrationResponse = Message<"gitpod.v1.DeleteSCMIntegrationResponse"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.DeleteSCMIntegrationResponse.
+ * Use `create(DeleteSCMIntegrationResponseSchema)` to create a new message.
+ */
+export const DeleteSCMIntegrationResponseSchema: GenMessage<DeleteSCMIntegrationResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 27);
+
+/**
+ * Request for CreateEnvironmentClass.
+ *
+ * @generated from message gitpod.v1.CreateEnvironmentClassRequest
+ */
+export type CreateEnvironmentClassRequest = Message<"gitpod.v1.CreateEnvironmentClassRequest"> & {
+  /**
+   * @generated from field: string runner_id = 1;
+   */
+  runnerId: string;
+
+  /**
+   * @generated from field: string display_name = 2;
+   */
+  displayName: string;
+
+  /**
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * @generated from field: repeated gitpod.v1.FieldValue configuration = 4;
+   */
+  configuration: FieldValue[];
+};
+
+/**
+ * Describes the message gitpod.v1.CreateEnvironmentClassRequest.
+ * Use `create(CreateEnvironmentClassRequestSchema)` to create a new message.
+ */
+export const CreateEnvironmentClassRequestSchema: GenMessage<CreateEnvironmentClassRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 28);
+
+/**
+ * Response of CreateEnvironmentClass.
+ *
+ * @generated from message gitpod.v1.CreateEnvironmentClassResponse
+ */
+export type CreateEnvironmentClassResponse = Message<"gitpod.v1.CreateEnvironmentClassResponse"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message gitpod.v1.CreateEnvironmentClassResponse.
+ * Use `create(CreateEnvironmentClassResponseSchema)` to create a new message.
+ */
+export const CreateEnvironmentClassResponseSchema: GenMessage<CreateEnvironmentClassResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 29);
+
+/**
+ * Request for GetEnvironmentClass (field 1 is unused upstream).
+ *
+ * @generated from message gitpod.v1.GetEnvironmentClassRequest
+ */
+export type GetEnvironmentClassRequest = Message<"gitpod.v1.GetEnvironmentClassRequest"> & {
+  /**
+   * @generated from field: string environment_class_id = 2;
+   */
+  environmentClassId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.GetEnvironmentClassRequest.
+ * Use `create(GetEnvironmentClassRequestSchema)` to create a new message.
+ */
+export const GetEnvironmentClassRequestSchema: GenMessage<GetEnvironmentClassRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 30);
+
+/**
+ * Response of GetEnvironmentClass.
+ *
+ * @generated from message gitpod.v1.GetEnvironmentClassResponse
+ */
+export type GetEnvironmentClassResponse = Message<"gitpod.v1.GetEnvironmentClassResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.EnvironmentClass environment_class = 1;
+   */
+  environmentClass?: EnvironmentClass | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.GetEnvironmentClassResponse.
+ * Use `create(GetEnvironmentClassResponseSchema)` to create a new message.
+ */
+export const GetEnvironmentClassResponseSchema: GenMessage<GetEnvironmentClassResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 31);
+
+/**
+ * Request for ListEnvironmentClasses.
+ *
+ * @generated from message gitpod.v1.ListEnvironmentClassesRequest
+ */
+export type ListEnvironmentClassesRequest = Message<"gitpod.v1.ListEnvironmentClassesRequest"> & {
+  /**
+   * @generated from field: gitpod.v1.PaginationRequest pagination = 1;
+   */
+  pagination?: PaginationRequest | undefined;
+
+  /**
+   * @generated from field: gitpod.v1.ListEnvironmentClassesRequest.Filter filter = 2;
+   */
+  filter?: ListEnvironmentClassesRequest_Filter | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.ListEnvironmentClassesRequest.
+ * Use `create(ListEnvironmentClassesRequestSchema)` to create a new message.
+ */
+export const ListEnvironmentClassesRequestSchema: GenMessage<ListEnvironmentClassesRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 32);
+
+/**
+ * All criteria are combined.
+ *
+ * @generated from message gitpod.v1.ListEnvironmentClassesRequest.Filter
+ */
+export type ListEnvironmentClassesRequest_Filter = Message<"gitpod.v1.ListEnvironmentClassesRequest.Filter"> & {
+  /**
+   * @generated from field: repeated string runner_ids = 1;
+   */
+  runnerIds: string[];
+
+  /**
+   * @generated from field: optional bool enabled = 2;
+   */
+  enabled?: boolean | undefined;
+
+  /**
+   * Only classes the caller may create environments with (enabled, on a runner the caller may use).
+   *
+   * @generated from field: optional bool can_create_environments = 3;
+   */
+  canCreateEnvironments?: boolean | undefined;
+
+  /**
+   * @generated from field: repeated gitpod.v1.RunnerKind runner_kinds = 4;
+   */
+  runnerKinds: RunnerKind[];
+
+  /**
+   * @generated from field: repeated gitpod.v1.RunnerProvider runner_providers = 5;
+   */
+  runnerProviders: RunnerProvider[];
+};
+
+/**
+ * Describes the message gitpod.v1.ListEnvironmentClassesRequest.Filter.
+ * Use `create(ListEnvironmentClassesRequest_FilterSchema)` to create a new message.
+ */
+export const ListEnvironmentClassesRequest_FilterSchema: GenMessage<ListEnvironmentClassesRequest_Filter> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 32, 0);
+
+/**
+ * Response of ListEnvironmentClasses.
+ *
+ * @generated from message gitpod.v1.ListEnvironmentClassesResponse
+ */
+export type ListEnvironmentClassesResponse = Message<"gitpod.v1.ListEnvironmentClassesResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.PaginationResponse pagination = 1;
+   */
+  pagination?: PaginationResponse | undefined;
+
+  /**
+   * @generated from field: repeated gitpod.v1.EnvironmentClass environment_classes = 2;
+   */
+  environmentClasses: EnvironmentClass[];
+};
+
+/**
+ * Describes the message gitpod.v1.ListEnvironmentClassesResponse.
+ * Use `create(ListEnvironmentClassesResponseSchema)` to create a new message.
+ */
+export const ListEnvironmentClassesResponseSchema: GenMessage<ListEnvironmentClassesResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 33);
+
+/**
+ * Request for UpdateEnvironmentClass: only present fields change.
+ *
+ * @generated from message gitpod.v1.UpdateEnvironmentClassRequest
+ */
+export type UpdateEnvironmentClassRequest = Message<"gitpod.v1.UpdateEnvironmentClassRequest"> & {
+  /**
+   * @generated from field: string environment_class_id = 1;
+   */
+  environmentClassId: string;
+
+  /**
+   * @generated from field: optional string display_name = 2;
+   */
+  displayName?: string | undefined;
+
+  /**
+   * @generated from field: optional string description = 3;
+   */
+  description?: string | undefined;
+
+  /**
+   * @generated from field: optional bool enabled = 4;
+   */
+  enabled?: boolean | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.UpdateEnvironmentClassRequest.
+ * Use `create(UpdateEnvironmentClassRequestSchema)` to create a new message.
+ */
+export const UpdateEnvironmentClassRequestSchema: GenMessage<UpdateEnvironmentClassRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 34);
+
+/**
+ * Response of UpdateEnvironmentClass (empty).
+ *
+ * @generated from message gitpod.v1.UpdateEnvironmentClassResponse
+ */
+export type UpdateEnvironmentClassResponse = Message<"gitpod.v1.UpdateEnvironmentClassResponse"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.UpdateEnvironmentClassResponse.
+ * Use `create(UpdateEnvironmentClassResponseSchema)` to create a new message.
+ */
+export const UpdateEnvironmentClassResponseSchema: GenMessage<UpdateEnvironmentClassResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 35);
+
+/**
+ * The configuration schema a runner publishes (fields of the nested types as the reference lists
+ * them; this server does not store schemas).
+ *
+ * @generated from message gitpod.v1.RunnerConfigurationSchema
+ */
+export type RunnerConfigurationSchema = Message<"gitpod.v1.RunnerConfigurationSchema"> & {
+  /**
+   * @generated from field: string version = 1;
+   */
+  version: string;
+
+  /**
+   * @generated from field: repeated gitpod.v1.RunnerConfigurationSchema.Field runner_config = 2;
+   */
+  runnerConfig: RunnerConfigurationSchema_Field[];
+
+  /**
+   * @generated from field: repeated gitpod.v1.RunnerConfigurationSchema.Field environment_classes = 3;
+   */
+  environmentClasses: RunnerConfigurationSchema_Field[];
+
+  /**
+   * @generated from field: repeated gitpod.v1.RunnerConfigurationSchema.SCMConfigSchema scm = 4;
+   */
+  scm: RunnerConfigurationSchema_SCMConfigSchema[];
+};
+
+/**
+ * Describes the message gitpod.v1.RunnerConfigurationSchema.
+ * Use `create(RunnerConfigurationSchemaSchema)` to create a new message.
+ */
+export const RunnerConfigurationSchemaSchema: GenMessage<RunnerConfigurationSchema> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 36);
+
+/**
+ * One configuration field.
+ *
+ * @generated from message gitpod.v1.RunnerConfigurationSchema.Field
+ */
+export type RunnerConfigurationSchema_Field = Message<"gitpod.v1.RunnerConfigurationSchema.Field"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: string description = 3;
+   */
+  description: string;
+
+  /**
+   * @generated from field: bool required = 4;
+   */
+  required: boolean;
+
+  /**
+   * @generated from field: bool secret = 5;
+   */
+  secret: boolean;
+
+  /**
+   * @generated from oneof gitpod.v1.RunnerConfigurationSchema.Field.type
+   */
+  type: {
+    /**
+     * @generated from field: gitpod.v1.RunnerConfigurationSchema.StringField string = 6;
+     */
+    value: RunnerConfigurationSchema_StringField;
+    case: "string";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.RunnerConfigurationSchema.BoolField bool = 7;
+     */
+    value: RunnerConfigurationSchema_BoolField;
+    case: "bool";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.RunnerConfigurationSchema.IntField int = 8;
+     */
+    value: RunnerConfigurationSchema_IntField;
+    case: "int";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.RunnerConfigurationSchema.EnumField enum = 9;
+     */
+    value: RunnerConfigurationSchema_EnumField;
+    case: "enum";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.RunnerConfigurationSchema.DisplayField display = 10;
+     */
+    value: RunnerConfigurationSchema_DisplayField;
+    case: "display";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message gitpod.v1.RunnerConfigurationSchema.Field.
+ * Use `create(RunnerConfigurationSchema_FieldSchema)` to create a new message.
+ */
+export const RunnerConfigurationSchema_FieldSchema: GenMessage<RunnerConfigurationSchema_Field> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 36, 0);
+
+/**
+ * A string field (details not declared).
+ *
+ * @generated from message gitpod.v1.RunnerConfigurationSchema.StringField
+ */
+export type RunnerConfigurationSchema_StringField = Message<"gitpod.v1.RunnerConfigurationSchema.StringField"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.RunnerConfigurationSchema.StringField.
+ * Use `create(RunnerConfigurationSchema_StringFieldSchema)` to create a new message.
+ */
+export const RunnerConfigurationSchema_StringFieldSchema: GenMessage<RunnerConfigurationSchema_StringField> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 36, 1);
+
+/**
+ * A bool field (details not declared).
+ *
+ * @generated from message gitpod.v1.RunnerConfigurationSchema.BoolField
+ */
+export type RunnerConfigurationSchema_BoolField = Message<"gitpod.v1.RunnerConfigurationSchema.BoolField"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.RunnerConfigurationSchema.BoolField.
+ * Use `create(RunnerConfigurationSchema_BoolFieldSchema)` to create a new message.
+ */
+export const RunnerConfigurationSchema_BoolFieldSchema: GenMessage<RunnerConfigurationSchema_BoolField> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 36, 2);
+
+/**
+ * An int field (details not declared).
+ *
+ * @generated from message gitpod.v1.RunnerConfigurationSchema.IntField
+ */
+export type RunnerConfigurationSchema_IntField = Message<"gitpod.v1.RunnerConfigurationSchema.IntField"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.RunnerConfigurationSchema.IntField.
+ * Use `create(RunnerConfigurationSchema_IntFieldSchema)` to create a new message.
+ */
+export const RunnerConfigurationSchema_IntFieldSchema: GenMessage<RunnerConfigurationSchema_IntField> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 36, 3);
+
+/**
+ * An enum field (details not declared).
+ *
+ * @generated from message gitpod.v1.RunnerConfigurationSchema.EnumField
+ */
+export type RunnerConfigurationSchema_EnumField = Message<"gitpod.v1.RunnerConfigurationSchema.EnumField"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.RunnerConfigurationSchema.EnumField.
+ * Use `create(RunnerConfigurationSchema_EnumFieldSchema)` to create a new message.
+ */
+export const RunnerConfigurationSchema_EnumFieldSchema: GenMessage<RunnerConfigurationSchema_EnumField> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 36, 4);
+
+/**
+ * A display-only field (details not declared).
+ *
+ * @generated from message gitpod.v1.RunnerConfigurationSchema.DisplayField
+ */
+export type RunnerConfigurationSchema_DisplayField = Message<"gitpod.v1.RunnerConfigurationSchema.DisplayField"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.RunnerConfigurationSchema.DisplayField.
+ * Use `create(RunnerConfigurationSchema_DisplayFieldSchema)` to create a new message.
+ */
+export const RunnerConfigurationSchema_DisplayFieldSchema: GenMessage<RunnerConfigurationSchema_DisplayField> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 36, 5);
+
+/**
+ * The SCMs a runner supports (details of oauth/pat not declared).
+ *
+ * @generated from message gitpod.v1.RunnerConfigurationSchema.SCMConfigSchema
+ */
+export type RunnerConfigurationSchema_SCMConfigSchema = Message<"gitpod.v1.RunnerConfigurationSchema.SCMConfigSchema"> & {
+  /**
+   * @generated from field: string scm_id = 1;
+   */
+  scmId: string;
+
+  /**
+   * @generated from field: string name = 2;
+   */
+  name: string;
+
+  /**
+   * @generated from field: repeated string default_hosts = 3;
+   */
+  defaultHosts: string[];
+
+  /**
+   * @generated from field: gitpod.v1.RunnerConfigurationSchema.OAuthConfig oauth = 4;
+   */
+  oauth?: RunnerConfigurationSchema_OAuthConfig | undefined;
+
+  /**
+   * @generated from field: gitpod.v1.RunnerConfigurationSchema.PATConfig pat = 5;
+   */
+  pat?: RunnerConfigurationSchema_PATConfig | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.RunnerConfigurationSchema.SCMConfigSchema.
+ * Use `create(RunnerConfigurationSchema_SCMConfigSchemaSchema)` to create a new message.
+ */
+export const RunnerConfigurationSchema_SCMConfigSchemaSchema: GenMessage<RunnerConfigurationSchema_SCMConfigSchema> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 36, 6);
+
+/**
+ * OAuth settings of an SCM (details not declared).
+ *
+ * @generated from message gitpod.v1.RunnerConfigurationSchema.OAuthConfig
+ */
+export type RunnerConfigurationSchema_OAuthConfig = Message<"gitpod.v1.RunnerConfigurationSchema.OAuthConfig"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.RunnerConfigurationSchema.OAuthConfig.
+ * Use `create(RunnerConfigurationSchema_OAuthConfigSchema)` to create a new message.
+ */
+export const RunnerConfigurationSchema_OAuthConfigSchema: GenMessage<RunnerConfigurationSchema_OAuthConfig> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 36, 7);
+
+/**
+ * PAT settings of an SCM (details not declared).
+ *
+ * @generated from message gitpod.v1.RunnerConfigurationSchema.PATConfig
+ */
+export type RunnerConfigurationSchema_PATConfig = Message<"gitpod.v1.RunnerConfigurationSchema.PATConfig"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.RunnerConfigurationSchema.PATConfig.
+ * Use `create(RunnerConfigurationSchema_PATConfigSchema)` to create a new message.
+ */
+export const RunnerConfigurationSchema_PATConfigSchema: GenMessage<RunnerConfigurationSchema_PATConfig> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 36, 8);
+
+/**
+ * Request for GetRunnerConfigurationSchema.
+ *
+ * @generated from message gitpod.v1.GetRunnerConfigurationSchemaRequest
+ */
+export type GetRunnerConfigurationSchemaRequest = Message<"gitpod.v1.GetRunnerConfigurationSchemaRequest"> & {
+  /**
+   * @generated from field: string runner_id = 1;
+   */
+  runnerId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.GetRunnerConfigurationSchemaRequest.
+ * Use `create(GetRunnerConfigurationSchemaRequestSchema)` to create a new message.
+ */
+export const GetRunnerConfigurationSchemaRequestSchema: GenMessage<GetRunnerConfigurationSchemaRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 37);
+
+/**
+ * Response of GetRunnerConfigurationSchema.
+ *
+ * @generated from message gitpod.v1.GetRunnerConfigurationSchemaResponse
+ */
+export type GetRunnerConfigurationSchemaResponse = Message<"gitpod.v1.GetRunnerConfigurationSchemaResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.RunnerConfigurationSchema schema = 1;
+   */
+  schema?: RunnerConfigurationSchema | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.GetRunnerConfigurationSchemaResponse.
+ * Use `create(GetRunnerConfigurationSchemaResponseSchema)` to create a new message.
+ */
+export const GetRunnerConfigurationSchemaResponseSchema: GenMessage<GetRunnerConfigurationSchemaResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 38);
+
+/**
+ * Request for ValidateRunnerConfiguration. Upstream disables every field rule of this message
+ * (buf.validate message rule `disabled`, which protovalidate 1.x no longer has): so no rule here.
+ *
+ * @generated from message gitpod.v1.ValidateRunnerConfigurationRequest
+ */
+export type ValidateRunnerConfigurationRequest = Message<"gitpod.v1.ValidateRunnerConfigurationRequest"> & {
+  /**
+   * @generated from field: string runner_id = 1;
+   */
+  runnerId: string;
+
+  /**
+   * @generated from oneof gitpod.v1.ValidateRunnerConfigurationRequest.config
+   */
+  config: {
+    /**
+     * @generated from field: gitpod.v1.EnvironmentClass environment_class = 2;
+     */
+    value: EnvironmentClass;
+    case: "environmentClass";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.ValidateRunnerConfigurationRequest.ValidateSCMIntegration scm_integration = 3;
+     */
+    value: ValidateRunnerConfigurationRequest_ValidateSCMIntegration;
+    case: "scmIntegration";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message gitpod.v1.ValidateRunnerConfigurationRequest.
+ * Use `create(ValidateRunnerConfigurationRequestSchema)` to create a new message.
+ */
+export const ValidateRunnerConfigurationRequestSchema: GenMessage<ValidateRunnerConfigurationRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 39);
+
+/**
+ * An SCM integration to validate, with its secret in plaintext or sealed.
+ *
+ * @generated from message gitpod.v1.ValidateRunnerConfigurationRequest.ValidateSCMIntegration
+ */
+export type ValidateRunnerConfigurationRequest_ValidateSCMIntegration = Message<"gitpod.v1.ValidateRunnerConfigurationRequest.ValidateSCMIntegration"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string scm_id = 2;
+   */
+  scmId: string;
+
+  /**
+   * @generated from field: string host = 3;
+   */
+  host: string;
+
+  /**
+   * @generated from field: optional string oauth_client_id = 4;
+   */
+  oauthClientId?: string | undefined;
+
+  /**
+   * @generated from oneof gitpod.v1.ValidateRunnerConfigurationRequest.ValidateSCMIntegration.oauth_client_secret
+   */
+  oauthClientSecret: {
+    /**
+     * @generated from field: string oauth_plaintext_client_secret = 5;
+     */
+    value: string;
+    case: "oauthPlaintextClientSecret";
+  } | {
+    /**
+     * @generated from field: bytes oauth_encrypted_client_secret = 6;
+     */
+    value: Uint8Array;
+    case: "oauthEncryptedClientSecret";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * @generated from field: bool pat = 7;
+   */
+  pat: boolean;
+
+  /**
+   * @generated from field: optional string issuer_url = 8;
+   */
+  issuerUrl?: string | undefined;
+
+  /**
+   * @generated from field: optional string virtual_directory = 9;
+   */
+  virtualDirectory?: string | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.ValidateRunnerConfigurationRequest.ValidateSCMIntegration.
+ * Use `create(ValidateRunnerConfigurationRequest_ValidateSCMIntegrationSchema)` to create a new message.
+ */
+export const ValidateRunnerConfigurationRequest_ValidateSCMIntegrationSchema: GenMessage<ValidateRunnerConfigurationRequest_ValidateSCMIntegration> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 39, 0);
+
+/**
+ * Response of ValidateRunnerConfiguration.
+ *
+ * @generated from message gitpod.v1.ValidateRunnerConfigurationResponse
+ */
+export type ValidateRunnerConfigurationResponse = Message<"gitpod.v1.ValidateRunnerConfigurationResponse"> & {
+  /**
+   * @generated from oneof gitpod.v1.ValidateRunnerConfigurationResponse.result
+   */
+  result: {
+    /**
+     * @generated from field: gitpod.v1.EnvironmentClassValidationResult environment_class = 1;
+     */
+    value: EnvironmentClassValidationResult;
+    case: "environmentClass";
+  } | {
+    /**
+     * @generated from field: gitpod.v1.SCMIntegrationValidationResult scm_integration = 2;
+     */
+    value: SCMIntegrationValidationResult;
+    case: "scmIntegration";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message gitpod.v1.ValidateRunnerConfigurationResponse.
+ * Use `create(ValidateRunnerConfigurationResponseSchema)` to create a new message.
+ */
+export const ValidateRunnerConfigurationResponseSchema: GenMessage<ValidateRunnerConfigurationResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 40);
+
+/**
+ * A request header an LLM integration adds (fields not declared).
+ *
+ * @generated from message gitpod.v1.LLMIntegrationRequestHeader
+ */
+export type LLMIntegrationRequestHeader = Message<"gitpod.v1.LLMIntegrationRequestHeader"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.LLMIntegrationRequestHeader.
+ * Use `create(LLMIntegrationRequestHeaderSchema)` to create a new message.
+ */
+export const LLMIntegrationRequestHeaderSchema: GenMessage<LLMIntegrationRequestHeader> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 41);
+
+/**
+ * An LLM integration of a runner (fields not declared; upstream numbers 1-9 and 11, 10 reserved).
+ *
+ * @generated from message gitpod.v1.LLMIntegration
+ */
+export type LLMIntegration = Message<"gitpod.v1.LLMIntegration"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.LLMIntegration.
+ * Use `create(LLMIntegrationSchema)` to create a new message.
+ */
+export const LLMIntegrationSchema: GenMessage<LLMIntegration> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 42);
+
+/**
+ * Request for CreateLLMIntegration.
+ *
+ * @generated from message gitpod.v1.CreateLLMIntegrationRequest
+ */
+export type CreateLLMIntegrationRequest = Message<"gitpod.v1.CreateLLMIntegrationRequest"> & {
+  /**
+   * @generated from field: string runner_id = 1;
+   */
+  runnerId: string;
+
+  /**
+   * @generated from field: repeated gitpod.v1.SupportedModel models = 2;
+   */
+  models: SupportedModel[];
+
+  /**
+   * @generated from field: string endpoint = 3;
+   */
+  endpoint: string;
+
+  /**
+   * @generated from field: string api_key = 4;
+   */
+  apiKey: string;
+
+  /**
+   * @generated from field: uint64 max_tokens = 5;
+   */
+  maxTokens: bigint;
+};
+
+/**
+ * Describes the message gitpod.v1.CreateLLMIntegrationRequest.
+ * Use `create(CreateLLMIntegrationRequestSchema)` to create a new message.
+ */
+export const CreateLLMIntegrationRequestSchema: GenMessage<CreateLLMIntegrationRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 43);
+
+/**
+ * Response of CreateLLMIntegration.
+ *
+ * @generated from message gitpod.v1.CreateLLMIntegrationResponse
+ */
+export type CreateLLMIntegrationResponse = Message<"gitpod.v1.CreateLLMIntegrationResponse"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message gitpod.v1.CreateLLMIntegrationResponse.
+ * Use `create(CreateLLMIntegrationResponseSchema)` to create a new message.
+ */
+export const CreateLLMIntegrationResponseSchema: GenMessage<CreateLLMIntegrationResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 44);
+
+/**
+ * Request for GetLLMIntegration.
+ *
+ * @generated from message gitpod.v1.GetLLMIntegrationRequest
+ */
+export type GetLLMIntegrationRequest = Message<"gitpod.v1.GetLLMIntegrationRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message gitpod.v1.GetLLMIntegrationRequest.
+ * Use `create(GetLLMIntegrationRequestSchema)` to create a new message.
+ */
+export const GetLLMIntegrationRequestSchema: GenMessage<GetLLMIntegrationRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 45);
+
+/**
+ * Response of GetLLMIntegration.
+ *
+ * @generated from message gitpod.v1.GetLLMIntegrationResponse
+ */
+export type GetLLMIntegrationResponse = Message<"gitpod.v1.GetLLMIntegrationResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.LLMIntegration integration = 1;
+   */
+  integration?: LLMIntegration | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.GetLLMIntegrationResponse.
+ * Use `create(GetLLMIntegrationResponseSchema)` to create a new message.
+ */
+export const GetLLMIntegrationResponseSchema: GenMessage<GetLLMIntegrationResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 46);
+
+/**
+ * Request for ListLLMIntegrations.
+ *
+ * @generated from message gitpod.v1.ListLLMIntegrationsRequest
+ */
+export type ListLLMIntegrationsRequest = Message<"gitpod.v1.ListLLMIntegrationsRequest"> & {
+  /**
+   * @generated from field: gitpod.v1.PaginationRequest pagination = 1;
+   */
+  pagination?: PaginationRequest | undefined;
+
+  /**
+   * @generated from field: gitpod.v1.ListLLMIntegrationsRequest.Filter filter = 2;
+   */
+  filter?: ListLLMIntegrationsRequest_Filter | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.ListLLMIntegrationsRequest.
+ * Use `create(ListLLMIntegrationsRequestSchema)` to create a new message.
+ */
+export const ListLLMIntegrationsRequestSchema: GenMessage<ListLLMIntegrationsRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 47);
+
+/**
+ * Filter criteria (not declared).
+ *
+ * @generated from message gitpod.v1.ListLLMIntegrationsRequest.Filter
+ */
+export type ListLLMIntegrationsRequest_Filter = Message<"gitpod.v1.ListLLMIntegrationsRequest.Filter"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.ListLLMIntegrationsRequest.Filter.
+ * Use `create(ListLLMIntegrationsRequest_FilterSchema)` to create a new message.
+ */
+export const ListLLMIntegrationsRequest_FilterSchema: GenMessage<ListLLMIntegrationsRequest_Filter> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 47, 0);
+
+/**
+ * Response of ListLLMIntegrations.
+ *
+ * @generated from message gitpod.v1.ListLLMIntegrationsResponse
+ */
+export type ListLLMIntegrationsResponse = Message<"gitpod.v1.ListLLMIntegrationsResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.PaginationResponse pagination = 1;
+   */
+  pagination?: PaginationResponse | undefined;
+
+  /**
+   * @generated from field: repeated gitpod.v1.LLMIntegration integrations = 2;
+   */
+  integrations: LLMIntegration[];
+
+  /**
+   * @generated from field: bool llm_managed_by_ona = 3 [deprecated = true];
+   * @deprecated
+   */
+  llmManagedByOna: boolean;
+
+  /**
+   * @generated from field: repeated gitpod.v1.LLMProvider ona_intelligence_providers = 4;
+   */
+  onaIntelligenceProviders: LLMProvider[];
+};
+
+/**
+ * Describes the message gitpod.v1.ListLLMIntegrationsResponse.
+ * Use `create(ListLLMIntegrationsResponseSchema)` to create a new message.
+ */
+export const ListLLMIntegrationsResponseSchema: GenMessage<ListLLMIntegrationsResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 48);
+
+/**
+ * Request for UpdateLLMIntegration.
+ *
+ * @generated from message gitpod.v1.UpdateLLMIntegrationRequest
+ */
+export type UpdateLLMIntegrationRequest = Message<"gitpod.v1.UpdateLLMIntegrationRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: optional string endpoint = 2;
+   */
+  endpoint?: string | undefined;
+
+  /**
+   * @generated from field: repeated gitpod.v1.SupportedModel models = 3;
+   */
+  models: SupportedModel[];
+
+  /**
+   * @generated from field: optional string api_key = 4;
+   */
+  apiKey?: string | undefined;
+
+  /**
+   * @generated from field: optional uint64 max_tokens = 5;
+   */
+  maxTokens?: bigint | undefined;
+
+  /**
+   * @generated from field: optional gitpod.v1.LLMIntegrationPhase phase = 6;
+   */
+  phase?: LLMIntegrationPhase | undefined;
+
+  /**
+   * @generated from field: repeated gitpod.v1.LLMIntegrationRequestHeader request_headers = 7;
+   */
+  requestHeaders: LLMIntegrationRequestHeader[];
+};
+
+/**
+ * Describes the message gitpod.v1.UpdateLLMIntegrationRequest.
+ * Use `create(UpdateLLMIntegrationRequestSchema)` to create a new message.
+ */
+export const UpdateLLMIntegrationRequestSchema: GenMessage<UpdateLLMIntegrationRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 49);
+
+/**
+ * Response of UpdateLLMIntegration (empty).
+ *
+ * @generated from message gitpod.v1.UpdateLLMIntegrationResponse
+ */
+export type UpdateLLMIntegrationResponse = Message<"gitpod.v1.UpdateLLMIntegrationResponse"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.UpdateLLMIntegrationResponse.
+ * Use `create(UpdateLLMIntegrationResponseSchema)` to create a new message.
+ */
+export const UpdateLLMIntegrationResponseSchema: GenMessage<UpdateLLMIntegrationResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 50);
+
+/**
+ * Request for DeleteLLMIntegration.
+ *
+ * @generated from message gitpod.v1.DeleteLLMIntegrationRequest
+ */
+export type DeleteLLMIntegrationRequest = Message<"gitpod.v1.DeleteLLMIntegrationRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: bool force = 2;
+   */
+  force: boolean;
+};
+
+/**
+ * Describes the message gitpod.v1.DeleteLLMIntegrationRequest.
+ * Use `create(DeleteLLMIntegrationRequestSchema)` to create a new message.
+ */
+export const DeleteLLMIntegrationRequestSchema: GenMessage<DeleteLLMIntegrationRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 51);
+
+/**
+ * Response of DeleteLLMIntegration (empty).
+ *
+ * @generated from message gitpod.v1.DeleteLLMIntegrationResponse
+ */
+export type DeleteLLMIntegrationResponse = Message<"gitpod.v1.DeleteLLMIntegrationResponse"> & {
+};
+
+/**
+ * Describes the message gitpod.v1.DeleteLLMIntegrationResponse.
+ * Use `create(DeleteLLMIntegrationResponseSchema)` to create a new message.
+ */
+export const DeleteLLMIntegrationResponseSchema: GenMessage<DeleteLLMIntegrationResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_runner_configuration, 52);
+
+/**
  * Result of validating an environment class (fields not declared: referenced by
  * CallValidateConfig, which this server declares but never sends).
  *
@@ -215,7 +1857,7 @@ export type EnvironmentClassValidationResult = Message<"gitpod.v1.EnvironmentCla
  * Use `create(EnvironmentClassValidationResultSchema)` to create a new message.
  */
 export const EnvironmentClassValidationResultSchema: GenMessage<EnvironmentClassValidationResult> = /*@__PURE__*/
-  messageDesc(file_gitpod_v1_runner_configuration, 5);
+  messageDesc(file_gitpod_v1_runner_configuration, 53);
 
 /**
  * Result of validating an SCM integration (fields not declared: referenced by
@@ -231,7 +1873,7 @@ export type SCMIntegrationValidationResult = Message<"gitpod.v1.SCMIntegrationVa
  * Use `create(SCMIntegrationValidationResultSchema)` to create a new message.
  */
 export const SCMIntegrationValidationResultSchema: GenMessage<SCMIntegrationValidationResult> = /*@__PURE__*/
-  messageDesc(file_gitpod_v1_runner_configuration, 6);
+  messageDesc(file_gitpod_v1_runner_configuration, 54);
 
 /**
  * Broad category of a runner (superseded by RunnerProvider for new runners).
@@ -316,4 +1958,286 @@ export enum RunnerProvider {
  */
 export const RunnerProviderSchema: GenEnum<RunnerProvider> = /*@__PURE__*/
   enumDesc(file_gitpod_v1_runner_configuration, 1);
+
+/**
+ * Where a host authentication token came from.
+ *
+ * @generated from enum gitpod.v1.HostAuthenticationTokenSource
+ */
+export enum HostAuthenticationTokenSource {
+  /**
+   * @generated from enum value: HOST_AUTHENTICATION_TOKEN_SOURCE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: HOST_AUTHENTICATION_TOKEN_SOURCE_OAUTH = 1;
+   */
+  OAUTH = 1,
+
+  /**
+   * @generated from enum value: HOST_AUTHENTICATION_TOKEN_SOURCE_PAT = 2;
+   */
+  PAT = 2,
+}
+
+/**
+ * Describes the enum gitpod.v1.HostAuthenticationTokenSource.
+ */
+export const HostAuthenticationTokenSourceSchema: GenEnum<HostAuthenticationTokenSource> = /*@__PURE__*/
+  enumDesc(file_gitpod_v1_runner_configuration, 2);
+
+/**
+ * Models an LLM integration may serve (values not declared beyond unspecified).
+ *
+ * @generated from enum gitpod.v1.SupportedModel
+ */
+export enum SupportedModel {
+  /**
+   * @generated from enum value: SUPPORTED_MODEL_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+}
+
+/**
+ * Describes the enum gitpod.v1.SupportedModel.
+ */
+export const SupportedModelSchema: GenEnum<SupportedModel> = /*@__PURE__*/
+  enumDesc(file_gitpod_v1_runner_configuration, 3);
+
+/**
+ * LLM providers (values not declared beyond unspecified).
+ *
+ * @generated from enum gitpod.v1.LLMProvider
+ */
+export enum LLMProvider {
+  /**
+   * @generated from enum value: LLM_PROVIDER_UNSPECIFIED = 0;
+   */
+  LLM_PROVIDER_UNSPECIFIED = 0,
+}
+
+/**
+ * Describes the enum gitpod.v1.LLMProvider.
+ */
+export const LLMProviderSchema: GenEnum<LLMProvider> = /*@__PURE__*/
+  enumDesc(file_gitpod_v1_runner_configuration, 4);
+
+/**
+ * Lifecycle phase of an LLM integration (values not declared beyond unspecified).
+ *
+ * @generated from enum gitpod.v1.LLMIntegrationPhase
+ */
+export enum LLMIntegrationPhase {
+  /**
+   * @generated from enum value: LLM_INTEGRATION_PHASE_UNSPECIFIED = 0;
+   */
+  LLM_INTEGRATION_PHASE_UNSPECIFIED = 0,
+}
+
+/**
+ * Describes the enum gitpod.v1.LLMIntegrationPhase.
+ */
+export const LLMIntegrationPhaseSchema: GenEnum<LLMIntegrationPhase> = /*@__PURE__*/
+  enumDesc(file_gitpod_v1_runner_configuration, 5);
+
+/**
+ * RunnerConfigurationService manages what runners need to act for users: SCM integrations (which
+ * hosts a runner works with, OAuth and/or personal access tokens), the users' host authentication
+ * tokens (write-only secrets, delivered to the runner sealed to its key), and environment classes.
+ * Schema, validation and LLM integrations are declared and answer unimplemented (README).
+ *
+ * @generated from service gitpod.v1.RunnerConfigurationService
+ */
+export const RunnerConfigurationService: GenService<{
+  /**
+   * Stores a user's token for a host on a runner; one per (runner, host, subject): a second replaces the first.
+   *
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.CreateHostAuthenticationToken
+   */
+  createHostAuthenticationToken: {
+    methodKind: "unary";
+    input: typeof CreateHostAuthenticationTokenRequestSchema;
+    output: typeof CreateHostAuthenticationTokenResponseSchema;
+  },
+  /**
+   * The token's metadata (never the secret).
+   *
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.GetHostAuthenticationToken
+   */
+  getHostAuthenticationToken: {
+    methodKind: "unary";
+    input: typeof GetHostAuthenticationTokenRequestSchema;
+    output: typeof GetHostAuthenticationTokenResponseSchema;
+  },
+  /**
+   * Tokens' metadata: the caller's own, and those on runners the caller manages.
+   *
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.ListHostAuthenticationTokens
+   */
+  listHostAuthenticationTokens: {
+    methodKind: "unary";
+    input: typeof ListHostAuthenticationTokensRequestSchema;
+    output: typeof ListHostAuthenticationTokensResponseSchema;
+  },
+  /**
+   * Replaces the secret, expiry or scopes of the caller's own token (presence-based).
+   *
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.UpdateHostAuthenticationToken
+   */
+  updateHostAuthenticationToken: {
+    methodKind: "unary";
+    input: typeof UpdateHostAuthenticationTokenRequestSchema;
+    output: typeof UpdateHostAuthenticationTokenResponseSchema;
+  },
+  /**
+   * Deletes a token; the runner is told (EventHostAuthenticationTokenDeleted).
+   *
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.DeleteHostAuthenticationToken
+   */
+  deleteHostAuthenticationToken: {
+    methodKind: "unary";
+    input: typeof DeleteHostAuthenticationTokenRequestSchema;
+    output: typeof DeleteHostAuthenticationTokenResponseSchema;
+  },
+  /**
+   * The configuration schema the runner published (unimplemented here).
+   *
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.GetRunnerConfigurationSchema
+   */
+  getRunnerConfigurationSchema: {
+    methodKind: "unary";
+    input: typeof GetRunnerConfigurationSchemaRequestSchema;
+    output: typeof GetRunnerConfigurationSchemaResponseSchema;
+  },
+  /**
+   * Adds an SCM host to a runner.
+   *
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.CreateSCMIntegration
+   */
+  createSCMIntegration: {
+    methodKind: "unary";
+    input: typeof CreateSCMIntegrationRequestSchema;
+    output: typeof CreateSCMIntegrationResponseSchema;
+  },
+  /**
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.GetSCMIntegration
+   */
+  getSCMIntegration: {
+    methodKind: "unary";
+    input: typeof GetSCMIntegrationRequestSchema;
+    output: typeof GetSCMIntegrationResponseSchema;
+  },
+  /**
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.ListSCMIntegrations
+   */
+  listSCMIntegrations: {
+    methodKind: "unary";
+    input: typeof ListSCMIntegrationsRequestSchema;
+    output: typeof ListSCMIntegrationsResponseSchema;
+  },
+  /**
+   * Presence-based; removing OAuth or PAT deletes the host tokens of that source.
+   *
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.UpdateSCMIntegration
+   */
+  updateSCMIntegration: {
+    methodKind: "unary";
+    input: typeof UpdateSCMIntegrationRequestSchema;
+    output: typeof UpdateSCMIntegrationResponseSchema;
+  },
+  /**
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.DeleteSCMIntegration
+   */
+  deleteSCMIntegration: {
+    methodKind: "unary";
+    input: typeof DeleteSCMIntegrationRequestSchema;
+    output: typeof DeleteSCMIntegrationResponseSchema;
+  },
+  /**
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.CreateEnvironmentClass
+   */
+  createEnvironmentClass: {
+    methodKind: "unary";
+    input: typeof CreateEnvironmentClassRequestSchema;
+    output: typeof CreateEnvironmentClassResponseSchema;
+  },
+  /**
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.GetEnvironmentClass
+   */
+  getEnvironmentClass: {
+    methodKind: "unary";
+    input: typeof GetEnvironmentClassRequestSchema;
+    output: typeof GetEnvironmentClassResponseSchema;
+  },
+  /**
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.ListEnvironmentClasses
+   */
+  listEnvironmentClasses: {
+    methodKind: "unary";
+    input: typeof ListEnvironmentClassesRequestSchema;
+    output: typeof ListEnvironmentClassesResponseSchema;
+  },
+  /**
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.UpdateEnvironmentClass
+   */
+  updateEnvironmentClass: {
+    methodKind: "unary";
+    input: typeof UpdateEnvironmentClassRequestSchema;
+    output: typeof UpdateEnvironmentClassResponseSchema;
+  },
+  /**
+   * Relayed to the runner upstream (CallValidateConfig); unimplemented here.
+   *
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.ValidateRunnerConfiguration
+   */
+  validateRunnerConfiguration: {
+    methodKind: "unary";
+    input: typeof ValidateRunnerConfigurationRequestSchema;
+    output: typeof ValidateRunnerConfigurationResponseSchema;
+  },
+  /**
+   * LLM integrations: unimplemented here.
+   *
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.CreateLLMIntegration
+   */
+  createLLMIntegration: {
+    methodKind: "unary";
+    input: typeof CreateLLMIntegrationRequestSchema;
+    output: typeof CreateLLMIntegrationResponseSchema;
+  },
+  /**
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.GetLLMIntegration
+   */
+  getLLMIntegration: {
+    methodKind: "unary";
+    input: typeof GetLLMIntegrationRequestSchema;
+    output: typeof GetLLMIntegrationResponseSchema;
+  },
+  /**
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.ListLLMIntegrations
+   */
+  listLLMIntegrations: {
+    methodKind: "unary";
+    input: typeof ListLLMIntegrationsRequestSchema;
+    output: typeof ListLLMIntegrationsResponseSchema;
+  },
+  /**
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.UpdateLLMIntegration
+   */
+  updateLLMIntegration: {
+    methodKind: "unary";
+    input: typeof UpdateLLMIntegrationRequestSchema;
+    output: typeof UpdateLLMIntegrationResponseSchema;
+  },
+  /**
+   * @generated from rpc gitpod.v1.RunnerConfigurationService.DeleteLLMIntegration
+   */
+  deleteLLMIntegration: {
+    methodKind: "unary";
+    input: typeof DeleteLLMIntegrationRequestSchema;
+    output: typeof DeleteLLMIntegrationResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_gitpod_v1_runner_configuration, 0);
 

@@ -1,7 +1,10 @@
 // `git ls-remote`, the one way the development runner talks to a git host. URLs come from
 // users, so git may only speak http(s) (no ext::, file:// or ssh), never prompts, and is killed
-// after a timeout. Credentials are whatever git's own configuration provides (credential
-// helpers of the account the runner runs as); the runner itself holds none.
+// after a timeout. Credentials: a user's token fetched from the control plane for this one call
+// (GetHostAuthenticationTokenValue), handed to git in its environment (never on the command
+// line, which other processes can read) as an Authorization header scoped to the remote's
+// origin, so a redirect to another host does not carry it; else whatever git's own
+// configuration provides (credential helpers of the account the runner runs as).
 import { spawn } from "node:child_process";
 
 export type RemoteFailureKind = "auth-required" | "permission-denied" | "not-found" | "unreachable" | "failed";
@@ -32,6 +35,19 @@ export interface GitRemoteOptions {
 
 const MAX_OUTPUT_BYTES = 32 * 1024 * 1024;
 
+/** HTTP Basic credentials for one remote (a personal access token as the password). */
+export interface RemoteAuth {
+  username: string;
+  password: string;
+}
+
+/** git configuration in the environment: an Authorization header for the remote's origin only. */
+function authEnv(cloneUrl: string, auth: RemoteAuth): NodeJS.ProcessEnv {
+  const origin = new URL(cloneUrl).origin;
+  const basic = Buffer.from(`${auth.username}:${auth.password}`).toString("base64");
+  return { GIT_CONFIG_COUNT: "1", GIT_CONFIG_KEY_0: `http.${origin}/.extraHeader`, GIT_CONFIG_VALUE_0: `Authorization: Basic ${basic}` };
+}
+
 export class GitRemote {
   private running = 0;
   private readonly queue: (() => void)[] = [];
@@ -39,20 +55,20 @@ export class GitRemote {
   constructor(private readonly options: GitRemoteOptions) {}
 
   /** The refs of a remote: HEAD, branches and tags, plus the extra refs asked for. */
-  async listRefs(cloneUrl: string, extraRefs: string[] = []): Promise<RemoteRefs> {
-    const output = await this.git(["ls-remote", "--symref", cloneUrl, "HEAD", "refs/heads/*", "refs/tags/*", ...extraRefs]);
+  async listRefs(cloneUrl: string, extraRefs: string[] = [], auth?: RemoteAuth): Promise<RemoteRefs> {
+    const output = await this.git(["ls-remote", "--symref", cloneUrl, "HEAD", "refs/heads/*", "refs/tags/*", ...extraRefs], cloneUrl, auth);
     return parseLsRemote(output);
   }
 
   /** Resolves when the remote answers (with any refs, also none); throws a RemoteFailure otherwise. */
-  async probe(cloneUrl: string): Promise<void> {
-    await this.git(["ls-remote", cloneUrl, "HEAD"]);
+  async probe(cloneUrl: string, auth?: RemoteAuth): Promise<void> {
+    await this.git(["ls-remote", cloneUrl, "HEAD"], cloneUrl, auth);
   }
 
-  private async git(args: string[]): Promise<string> {
+  private async git(args: string[], cloneUrl: string, auth: RemoteAuth | undefined): Promise<string> {
     await this.turn();
     try {
-      return await run(args, this.options);
+      return await run(args, auth ? { ...this.options, env: { ...this.options.env, ...authEnv(cloneUrl, auth) } } : this.options);
     } finally {
       this.running--;
       this.queue.shift()?.();

@@ -15,8 +15,19 @@ import {
 } from "../../../gen/gitpod/v1/runner_pb.js";
 import { CallFailure, ErrorCode, invalidArgument } from "../call-failure.js";
 import { ContextUrlError, isCommitLike, parseContextUrl, redactUrl, type ParsedContext } from "./context-url.js";
-import { RemoteFailure, type GitRemote, type RemoteRefs } from "./git-remote.js";
+import { RemoteFailure, type GitRemote, type RemoteAuth, type RemoteRefs } from "./git-remote.js";
 import { PROVIDERS, type HostMap } from "./providers.js";
+
+/** What the control plane holds for the runner (src/runner-agent/agent.ts fetches it). */
+export interface CredentialSource {
+  /** The principal's token for the host (opened with the runner's key), or undefined when none is stored. */
+  tokenFor(principalId: string, host: string): Promise<string | undefined>;
+  /** The runner's SCM integration for the host, if it has one. */
+  integrationFor(host: string): Promise<{ scmId: string; pat: boolean } | undefined>;
+}
+
+/** The user name git sends with a token: what each host expects for a personal access token. */
+const TOKEN_USERNAMES: Record<string, string> = { github: "x-access-token", gitlab: "oauth2", bitbucket: "x-token-auth" };
 
 export interface GitScmOptions {
   hosts: HostMap;
@@ -31,7 +42,22 @@ const HEADS = "refs/heads/";
 const TAGS = "refs/tags/";
 
 export class GitScm {
+  private credentials: CredentialSource | undefined;
+
   constructor(private readonly options: GitScmOptions) {}
+
+  /** Set once the runner has signed up: from then on, users' stored tokens are used. */
+  useCredentials(source: CredentialSource): void {
+    this.credentials = source;
+  }
+
+  /** Basic credentials for the principal on the host, when they stored a token. */
+  private async authFor(principalId: string, parsed: ParsedContext): Promise<RemoteAuth | undefined> {
+    if (!principalId || !this.credentials) return undefined;
+    const token = await this.credentials.tokenFor(principalId, parsed.host);
+    if (token === undefined) return undefined;
+    return { username: TOKEN_USERNAMES[PROVIDERS[parsed.provider].scmId] ?? "git", password: token };
+  }
 
   parse(url: string): ParsedContext {
     try {
@@ -42,8 +68,9 @@ export class GitScm {
     }
   }
 
-  async parseContext(contextUrl: string): Promise<ParseContextURLResponse> {
+  async parseContext(contextUrl: string, principalId = ""): Promise<ParseContextURLResponse> {
     const parsed = this.parse(contextUrl);
+    const auth = await this.authFor(principalId, parsed);
     const provider = PROVIDERS[parsed.provider];
     const answer = create(ParseContextURLResponseSchema, {
       originalContextUrl: redactUrl(contextUrl),
@@ -58,7 +85,7 @@ export class GitScm {
       return answer;
     }
     const pullRef = target.kind === "pull-request" ? provider.pullRequestRef?.(target.number) : undefined;
-    const remote = await this.refsOf(parsed, pullRef ? [pullRef] : []);
+    const remote = await this.refsOf(parsed, pullRef ? [pullRef] : [], auth);
     git.cloneUrl = parsed.cloneUrl; // a plain git URL may have needed ".git"
 
     switch (target.kind) {
@@ -111,11 +138,12 @@ export class GitScm {
     return answer;
   }
 
-  async checkRepositoryAccess(repositoryUrl: string): Promise<CheckRepositoryAccessResponse> {
+  async checkRepositoryAccess(repositoryUrl: string, principalId = ""): Promise<CheckRepositoryAccessResponse> {
     const parsed = this.parse(repositoryUrl);
     if (!parsed.cloneUrl) throw invalidArgument(`${redactUrl(repositoryUrl)} names no repository`);
+    const auth = await this.authFor(principalId, parsed);
     try {
-      await this.orWithGitSuffix(parsed, (url) => this.options.git.probe(url));
+      await this.orWithGitSuffix(parsed, (url) => this.options.git.probe(url, auth));
       return create(CheckRepositoryAccessResponseSchema, { hasAccess: true });
     } catch (err) {
       if (!(err instanceof RemoteFailure)) throw err;
@@ -128,21 +156,25 @@ export class GitScm {
   }
 
   /**
-   * What the runner can honestly say: it holds no SCM credentials of its own for users, so a
-   * user is authenticated only where no authentication is needed (the hosts of --repos-url).
-   * For the providers it knows, it says how a personal access token is made; no OAuth app.
+   * What the runner can honestly say: a user is authenticated where no authentication is needed
+   * (the hosts of --repos-url) and where they stored a token for the host with the control plane.
+   * The SCM and the personal access token method come from the runner's SCM integration for the
+   * host (without one, from the provider the host's URLs follow); no OAuth app.
    */
-  checkAuthenticationForHost(hostOrUrl: string): CheckAuthenticationForHostResponse {
+  async checkAuthenticationForHost(hostOrUrl: string, principalId = ""): Promise<CheckAuthenticationForHostResponse> {
     const host = hostOf(hostOrUrl);
     if (!host) throw invalidArgument(`"${hostOrUrl}" is not a host name`);
     if (this.options.openHosts.has(host)) {
       return create(CheckAuthenticationForHostResponseSchema, { authenticated: true, scmId: "", scmName: "Git" });
     }
-    const provider = PROVIDERS[this.options.hosts.providerOf(host)];
-    const pat = provider.pat;
+    const integration = await this.credentials?.integrationFor(host);
+    const configured = integration && Object.values(PROVIDERS).find((candidate) => candidate.scmId === integration.scmId);
+    const provider = configured ?? PROVIDERS[this.options.hosts.providerOf(host)];
+    const pat = integration && !integration.pat ? undefined : provider.pat;
     const origin = `https://${host}`;
+    const authenticated = principalId !== "" && this.credentials !== undefined && (await this.credentials.tokenFor(principalId, host)) !== undefined;
     return create(CheckAuthenticationForHostResponseSchema, {
-      authenticated: false,
+      authenticated,
       scmId: provider.scmId,
       scmName: provider.name,
       patSupported: pat !== undefined,
@@ -168,9 +200,9 @@ export class GitScm {
   }
 
   /** The remote's refs, or undefined when it cannot be reached (the context stays unresolved). */
-  private async refsOf(parsed: ParsedContext, extraRefs: string[]): Promise<RemoteRefs | undefined> {
+  private async refsOf(parsed: ParsedContext, extraRefs: string[], auth: RemoteAuth | undefined): Promise<RemoteRefs | undefined> {
     try {
-      return await this.orWithGitSuffix(parsed, (url) => this.options.git.listRefs(url, extraRefs));
+      return await this.orWithGitSuffix(parsed, (url) => this.options.git.listRefs(url, extraRefs, auth));
     } catch (err) {
       if (!(err instanceof RemoteFailure)) throw err;
       switch (err.kind) {
