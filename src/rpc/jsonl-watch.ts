@@ -66,7 +66,7 @@ export function jsonlWatch(options: JsonlWatchOptions): onRequestHookHandler {
       res.on("close", () => gone.abort());
       let stream;
       try {
-        stream = watchEvents(options.hub, user, message, gone.signal, options.shutdown);
+        stream = watchEvents(options.hub, user, message, gone.signal, options.shutdown, true);
       } catch (err) {
         return fail(err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal));
       }
