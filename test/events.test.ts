@@ -272,3 +272,29 @@ describe("groups, memberships and role assignments", () => {
     ]);
   });
 });
+
+describe("server shutdown", () => {
+  it("ends every watch stream: Connect and gRPC cleanly, JSON Lines with a clean end of body", async () => {
+    const own = await startServer();
+    const admin = await own.newUser();
+    const ends = protocols.map(async (protocol) => {
+      const stream = createClient(EventService, own.transport(protocol, admin.apiKey)).watchEvents({});
+      let n = 0;
+      for await (const _ of stream) n++;
+      return n;
+    });
+    const response = await fetch(`${own.baseUrl}/gitpod.v1.EventService/WatchEvents`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/jsonl", authorization: `Bearer ${admin.apiKey}` },
+      body: "{}",
+    });
+    expect(response.status).toBe(200);
+    const body = response.text();
+    await eventually(() => ((own.app as unknown as { eventHub: { watchers: number } }).eventHub.watchers === 5 ? true : undefined), 5_000, "five watchers");
+    const started = performance.now();
+    await own.close();
+    expect(await Promise.all(ends)).toEqual([1, 1, 1, 1]); // the opening message, then a clean end
+    expect(await body).toBe("");
+    expect(performance.now() - started).toBeLessThan(5_000);
+  });
+});
