@@ -2,6 +2,7 @@
 // runner at Signup, one row each.
 import { sql, type Database, type Queryable } from "./db/database.js";
 import { runnerInScope, type ListCursor, type StoredFieldValue } from "./runner-store.js";
+import { auditSetting, setAudit } from "./db/audit-context.js";
 
 export interface EnvironmentClassRow {
   id: string;
@@ -31,7 +32,7 @@ const q = {
   insert: sql(
     "environment_class_insert",
     `INSERT INTO environment_classes AS c (id, runner_id, organization_id, display_name, description, configuration, enabled, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6::jsonb, true, $7, $7)
+     SELECT $1, $2, $3, $4, $5, $6::jsonb, true, $7, $7 WHERE ${setAudit(8)}
      RETURNING ${COLUMNS}`,
   ),
   // A runner's Signup offers: new ones are added, known ones (same id, same runner) take the
@@ -73,7 +74,7 @@ const q = {
        description = COALESCE($4, description),
        enabled = COALESCE($5, enabled),
        updated_at = GREATEST($6, updated_at)
-     WHERE c.id = $1 AND c.organization_id = $2
+     WHERE c.id = $1 AND c.organization_id = $2 AND ${setAudit(7)}
      RETURNING ${COLUMNS}`,
   ),
 };
@@ -97,7 +98,7 @@ export class EnvironmentClassStore {
 
   async insert(row: { id: string; runnerId: string; organizationId: string; displayName: string; description: string; configuration: StoredFieldValue[] }, now: Date) {
     const { rows } = await this.db.query<EnvironmentClassRow>(q.insert, [
-      row.id, row.runnerId, row.organizationId, row.displayName, row.description, JSON.stringify(row.configuration), now,
+      row.id, row.runnerId, row.organizationId, row.displayName, row.description, JSON.stringify(row.configuration), now, auditSetting("environment_classes"),
     ]);
     return rows[0]!;
   }
@@ -123,7 +124,7 @@ export class EnvironmentClassStore {
 
   async update(organizationId: string, id: string, patch: { displayName?: string; description?: string; enabled?: boolean }, now: Date) {
     const { rows } = await this.db.query<EnvironmentClassRow>(q.update, [
-      id, organizationId, patch.displayName ?? null, patch.description ?? null, patch.enabled ?? null, now,
+      id, organizationId, patch.displayName ?? null, patch.description ?? null, patch.enabled ?? null, now, auditSetting("environment_classes"),
     ]);
     return rows[0];
   }

@@ -4,6 +4,7 @@
 // (src/domain/scm-credentials.ts): this file never sees a plaintext.
 import { sql, type Database } from "./db/database.js";
 import { runnerInScope, type ListCursor } from "./runner-store.js";
+import { auditSetting, setAudit } from "./db/audit-context.js";
 
 export interface IntegrationRow {
   id: string;
@@ -86,7 +87,7 @@ const q = {
     "scm_integration_insert",
     `INSERT INTO scm_integrations AS i (id, runner_id, organization_id, scm_id, host, oauth_client_id, oauth_client_secret_sealed,
                                         issuer_url, pat, virtual_directory, created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11 WHERE ${setAudit(12)}
      ON CONFLICT (runner_id, host) DO NOTHING
      RETURNING ${INTEGRATION_COLUMNS}`,
   ),
@@ -128,12 +129,12 @@ const q = {
        issuer_url = COALESCE($7, issuer_url),
        virtual_directory = CASE WHEN $8::text IS NULL THEN virtual_directory WHEN $8::text = '' THEN NULL ELSE $8::text END,
        updated_at = GREATEST($9, updated_at)
-     WHERE i.id = $1 AND i.organization_id = $2
+     WHERE i.id = $1 AND i.organization_id = $2 AND ${setAudit(10)}
      RETURNING ${INTEGRATION_COLUMNS}`,
   ),
   deleteIntegration: sql(
     "scm_integration_delete",
-    `DELETE FROM scm_integrations i WHERE i.id = $1 AND i.organization_id = $2 RETURNING ${INTEGRATION_COLUMNS}`,
+    `DELETE FROM scm_integrations i WHERE i.id = $1 AND i.organization_id = $2 AND ${setAudit(3)} RETURNING ${INTEGRATION_COLUMNS}`,
   ),
   // Tokens of a runner and host, of the given sources.
   deleteTokensOf: sql(
@@ -147,7 +148,7 @@ const q = {
     `INSERT INTO host_authentication_tokens AS t (id, runner_id, organization_id, host, subject_id, subject_principal, source,
                                                    token_sealed, refresh_token_sealed, expires_at, integration_id, scopes,
                                                    created_at, updated_at)
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+     SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13 WHERE ${setAudit(14)}
      ON CONFLICT (runner_id, host, subject_id) DO UPDATE SET
        subject_principal = EXCLUDED.subject_principal, source = EXCLUDED.source, token_sealed = EXCLUDED.token_sealed,
        refresh_token_sealed = EXCLUDED.refresh_token_sealed, expires_at = EXCLUDED.expires_at,
@@ -184,12 +185,12 @@ const q = {
        refresh_token_sealed = CASE WHEN $5::boolean THEN $6::bytea ELSE refresh_token_sealed END,
        scopes = COALESCE($7::text[], scopes),
        updated_at = GREATEST($8, updated_at)
-     WHERE t.id = $1
+     WHERE t.id = $1 AND ${setAudit(9)}
      RETURNING ${TOKEN_COLUMNS}`,
   ),
   deleteToken: sql(
     "host_token_delete",
-    `DELETE FROM host_authentication_tokens t WHERE t.id = $1 RETURNING t.runner_id AS "runnerId", t.host, t.subject_id AS "subjectId"`,
+    `DELETE FROM host_authentication_tokens t WHERE t.id = $1 AND ${setAudit(2)} RETURNING t.runner_id AS "runnerId", t.host, t.subject_id AS "subjectId"`,
   ),
   sealedTokens: sql(
     "host_token_sealed",
@@ -230,7 +231,7 @@ export class ScmCredentialStore {
   async insertIntegration(row: Omit<IntegrationRow, "createdAt" | "updatedAt">, now: Date): Promise<IntegrationRow | undefined> {
     const { rows } = await this.db.query<IntegrationRow>(q.insertIntegration, [
       row.id, row.runnerId, row.organizationId, row.scmId, row.host, row.oauthClientId, row.oauthClientSecretSealed,
-      row.issuerUrl, row.pat, row.virtualDirectory, now,
+      row.issuerUrl, row.pat, row.virtualDirectory, now, auditSetting("scm_integrations"),
     ]);
     return rows[0];
   }
@@ -272,7 +273,7 @@ export class ScmCredentialStore {
     return this.db.transaction(async (tx) => {
       const { rows } = await tx.query<IntegrationRow>(q.updateIntegration, [
         id, organizationId, patch.oauth !== undefined, patch.oauth ? patch.oauth.clientId : null, patch.oauth?.secretSealed ?? null,
-        patch.pat ?? null, patch.issuerUrl ?? null, patch.virtualDirectory ?? null, now,
+        patch.pat ?? null, patch.issuerUrl ?? null, patch.virtualDirectory ?? null, now, auditSetting("scm_integrations"),
       ]);
       const integration = rows[0];
       if (!integration) return undefined;
@@ -286,7 +287,7 @@ export class ScmCredentialStore {
   /** Deletes the integration and every token of its runner and host. */
   async deleteIntegration(organizationId: string, id: string): Promise<{ integration: IntegrationRow; deleted: DeletedToken[] } | undefined> {
     return this.db.transaction(async (tx) => {
-      const { rows } = await tx.query<IntegrationRow>(q.deleteIntegration, [id, organizationId]);
+      const { rows } = await tx.query<IntegrationRow>(q.deleteIntegration, [id, organizationId, auditSetting("scm_integrations")]);
       const integration = rows[0];
       if (!integration) return undefined;
       const deleted = await tx.query<DeletedToken>(q.deleteTokensOf, [integration.runnerId, integration.host, [SOURCE_OAUTH, SOURCE_PAT]]);
@@ -298,6 +299,7 @@ export class ScmCredentialStore {
     const { rows } = await this.db.query<TokenRow>(q.upsertToken, [
       token.id, token.runnerId, token.organizationId, token.host, token.subjectId, token.subjectPrincipal, token.source,
       token.tokenSealed, token.refreshTokenSealed, token.expiresAt, token.integrationId, token.scopes, now,
+      auditSetting("host_authentication_tokens"),
     ]);
     return rows[0]!;
   }
@@ -332,12 +334,13 @@ export class ScmCredentialStore {
     const { rows } = await this.db.query<TokenRow>(q.updateToken, [
       id, patch.tokenSealed ?? null, patch.expiresAt !== undefined, patch.expiresAt ?? null,
       patch.refreshTokenSealed !== undefined, patch.refreshTokenSealed ?? null, patch.scopes ?? null, now,
+      auditSetting("host_authentication_tokens"),
     ]);
     return rows[0];
   }
 
   async deleteToken(id: string): Promise<DeletedToken | undefined> {
-    const { rows } = await this.db.query<DeletedToken>(q.deleteToken, [id]);
+    const { rows } = await this.db.query<DeletedToken>(q.deleteToken, [id, auditSetting("host_authentication_tokens")]);
     return rows[0];
   }
 
