@@ -179,6 +179,29 @@ describe.each(protocols)("over %s", (protocol: Protocol) => {
     await watch.close();
   });
 
+  it("removing OAuth deletes only the OAuth tokens of the host; deleting the integration deletes the rest", async () => {
+    const { runner } = await keyedRunner(admin);
+    const config = server.configuration(protocol, admin.apiKey);
+    const { id } = await config.createSCMIntegration({ runnerId: runner.runnerId, scmId: "gitlab", host: "gitlab.example.com", pat: true, oauthClientId: "c", oauthPlaintextClientSecret: SECRET_CLIENT });
+    const watch = runner.watch({ transport: server.transport(protocol, runner.accessToken) });
+    await watch.opened;
+    const store = (user: TestUser, source: HostAuthenticationTokenSource) =>
+      server.configuration(protocol, user.apiKey).createHostAuthenticationToken({ runnerId: runner.runnerId, host: "gitlab.example.com", token: `t-${source}`, source });
+    const { token: oauth } = await store(member, HostAuthenticationTokenSource.OAUTH);
+    const { token: pat } = await store(admin, HostAuthenticationTokenSource.PAT);
+    await config.updateSCMIntegration({ id, oauthClientId: "" });
+    const gone = await watch.waitFor("eventHostAuthenticationTokenDeleted");
+    expect(gone.request.value).toMatchObject({ host: "gitlab.example.com", principalId: member.userId });
+    expect(await codeOf(config.getHostAuthenticationToken({ id: oauth!.id }))).toBe("NotFound");
+    expect(await codeOf(config.getHostAuthenticationToken({ id: pat!.id }))).toBe("OK");
+    await config.deleteSCMIntegration({ id });
+    const second = await watch.waitFor("eventHostAuthenticationTokenDeleted", 2);
+    expect(second.request.value).toMatchObject({ host: "gitlab.example.com", principalId: admin.userId });
+    expect(await codeOf(config.getHostAuthenticationToken({ id: pat!.id }))).toBe("NotFound");
+    expect(watch.of("eventScmIntegrationChange").length).toBeGreaterThanOrEqual(2);
+    await watch.close();
+  });
+
   it("environment classes: offered at Signup, created by admins, listed with filters, enabled switch", async () => {
     await sodium.ready;
     const runner = await TestRunner.register(server, admin.apiKey, { signup: false });

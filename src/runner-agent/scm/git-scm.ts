@@ -51,9 +51,9 @@ export class GitScm {
     this.credentials = source;
   }
 
-  /** Basic credentials for the principal on the host, when they stored a token. */
+  /** Basic credentials for the principal on the host, when they stored a token (none asked for where no authentication is needed). */
   private async authFor(principalId: string, parsed: ParsedContext): Promise<RemoteAuth | undefined> {
-    if (!principalId || !this.credentials) return undefined;
+    if (!principalId || !this.credentials || this.options.openHosts.has(parsed.host)) return undefined;
     const token = await this.credentials.tokenFor(principalId, parsed.host);
     if (token === undefined) return undefined;
     return { username: TOKEN_USERNAMES[PROVIDERS[parsed.provider].scmId] ?? "git", password: token };
