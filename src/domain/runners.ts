@@ -37,6 +37,8 @@ const selectableDesiredPhases = new Set([RunnerPhase.ACTIVE, RunnerPhase.INACTIV
 export const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 export const EXCHANGE_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
+/** The heartbeat interval runners keep (the development runner's default); the liveness window is a multiple of it. */
+export const HEARTBEAT_INTERVAL_MS = 30_000;
 
 function requireDefined(schema: DescEnum, value: number, field: string): void {
   if (schema.value[value] === undefined) {
