@@ -273,7 +273,7 @@ function NewToken({ runner, settings }: { runner: Runner; settings: Settings }) 
     }
   };
   return (
-    <Section title="Exchange token" id="token">
+    <Section title="Tokens" id="token">
       {token ? (
         <TokenPanel runnerId={runner.runnerId} token={token.value} expiresAt={token.expiresAt} onDone={() => setToken(undefined)} />
       ) : (
@@ -305,8 +305,9 @@ function DeleteRunner({ runner }: { runner: Runner }) {
     try {
       await remove.mutateAsync({ runnerId: runner.runnerId });
       dialog.current?.close();
-      await refresh();
+      // Away first: the list re-reads, and this page does not ask again for a runner that is gone.
       navigate("/");
+      void refresh();
     } catch (err) {
       setFailure(describeError(err));
     }
@@ -317,9 +318,9 @@ function DeleteRunner({ runner }: { runner: Runner }) {
       <button type="button" className="danger" onClick={() => dialog.current?.showModal()}>
         Delete runner…
       </button>
-      <dialog ref={dialog} aria-labelledby="delete-title" aria-describedby="delete-text">
-        <h2 id="delete-title">Delete {runner.name}?</h2>
-        <p id="delete-text">Its tokens stop working at once, and a running runner process is cut off. This cannot be undone.</p>
+      <dialog ref={dialog} aria-labelledby="delete-dialog-title" aria-describedby="delete-dialog-text">
+        <h2 id="delete-dialog-title">Delete {runner.name}?</h2>
+        <p id="delete-dialog-text">Its tokens stop working at once, and a running runner process is cut off. This cannot be undone.</p>
         {failure && (
           <p className="field-error" role="alert">
             {failure}

@@ -55,7 +55,7 @@ export function TokenPanel({ runnerId, token, expiresAt, onDone }: { runnerId: s
   // Once, when a token appears: keyboard and screen reader users land on it.
   useEffect(() => panel.current?.focus(), [token]);
   return (
-    <div className="token-panel" role="region" aria-label="Exchange token" tabIndex={-1} ref={panel}>
+    <div className="token-panel" role="region" aria-label="One-time exchange token" tabIndex={-1} ref={panel}>
       <p>
         <strong>Copy this exchange token now: it is shown only once.</strong> It works once, until{" "}
         <time dateTime={expiresAt.toISOString()}>{expiresAt.toLocaleString()}</time>. A new one can be made on the runner's page.
