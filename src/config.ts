@@ -65,6 +65,16 @@ export interface Config {
   /** Prometheus remote-write endpoint runner metrics are forwarded to; undefined = ReportRunnerMetrics is refused. */
   metricsRemoteWriteUrl: string | undefined;
   // --- end runner channel ---
+  // --- events and audit log (issue 16) ---
+  /** Audit log entries older than this many days are deleted by the sweeper. */
+  auditRetentionDays: number;
+  /** Record the client address in audit log entries (AUDIT_CLIENT_ADDRESS=true). */
+  auditClientAddress: boolean;
+  /** An idle WatchEvents stream gets an empty WatchEventsResponse after this long. */
+  eventsKeepaliveMs: number;
+  /** How often the elected sweeper looks for silent runners; its lease lasts three times as long. */
+  sweepIntervalMs: number;
+  // --- end events and audit log ---
 }
 
 export class ConfigError extends Error {}
@@ -127,6 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     ...reliability(env),
     ...issuer(env, databaseUrl),
     ...runnerChannel(env),
+    ...eventsAndAudit(env),
   };
 }
 
@@ -183,6 +194,19 @@ function secretsKeyOf(env: NodeJS.ProcessEnv): Config["secretsKey"] {
   }
 }
 // --- end OIDC ---
+
+// --- events and audit log (issue 16) ---
+function eventsAndAudit(env: NodeJS.ProcessEnv) {
+  const address = (env.AUDIT_CLIENT_ADDRESS ?? "false").toLowerCase();
+  if (address !== "true" && address !== "false") throw new ConfigError(`AUDIT_CLIENT_ADDRESS must be true or false, got "${env.AUDIT_CLIENT_ADDRESS}"`);
+  return {
+    auditRetentionDays: integer(env, "AUDIT_RETENTION_DAYS", 90, 1, 36_500),
+    auditClientAddress: address === "true",
+    eventsKeepaliveMs: integer(env, "EVENTS_KEEPALIVE_SECONDS", 30, 1, 3_600) * 1000,
+    sweepIntervalMs: integer(env, "EVENTS_SWEEP_INTERVAL_MS", 1_000, 50, 60_000),
+  };
+}
+// --- end events and audit log ---
 
 // --- runner channel (issue 13) ---
 function runnerChannel(env: NodeJS.ProcessEnv) {

@@ -46,7 +46,7 @@ import { InFlightLimiter } from "./ops/load-shedding.js";
 import { Metrics } from "./ops/metrics.js";
 import { authFailureInterceptor, clientAddressKey, FailureLimiter } from "./ops/rate-limit.js";
 import { requestIdOf, traceIdOf } from "./ops/request-id.js";
-import { authInterceptor, loggerKey, observeInterceptor, paginationQueryInterceptor, requestIdKey, validateInterceptor } from "./rpc/interceptors.js";
+import { auditInterceptor, authInterceptor, loggerKey, observeInterceptor, paginationQueryInterceptor, requestIdKey, validateInterceptor } from "./rpc/interceptors.js";
 import { rejectNulInterceptor } from "./rpc/reject-nul.js";
 import { registerRpcRoutes } from "./rpc/router.js";
 import { serviceRoute } from "./rpc/unary-fast-path.js";
@@ -54,6 +54,14 @@ import { identityService } from "./rpc/services/identity-service.js";
 import { runnerInteractionService } from "./rpc/services/runner-interaction-service.js";
 import { runnerService } from "./rpc/services/runner-service.js";
 import { groupService } from "./rpc/services/group-service.js";
+import { eventService } from "./rpc/services/event-service.js";
+import { jsonlWatch } from "./rpc/jsonl-watch.js";
+import { EventHub } from "./domain/events.js";
+import { EventSweeper } from "./domain/event-sweeper.js";
+import { AuditLog } from "./domain/audit-log.js";
+import { EventStore } from "./store/event-store.js";
+import { AuditStore } from "./store/audit-store.js";
+import { EventService } from "../gen/gitpod/v1/event_pb.js";
 import { RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
@@ -200,16 +208,21 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     observeInterceptor(),
     authFailureInterceptor(authFailures),
     authInterceptor(authenticator),
+    auditInterceptor({ now: () => clock.now(), clientAddress: config.auditClientAddress }), // the audit log's actor
     paginationQueryInterceptor(),
     rejectNulInterceptor(), // src/rpc/reject-nul.ts: U+0000 in any string is invalid_argument
     validateInterceptor(),
   ];
+  const events = await eventsAndAudit(app, config, db, clock);
+  // The SDK's JSON Lines WatchEvents, in front of Connect on the same path (src/rpc/jsonl-watch.ts).
+  app.addHook("onRequest", jsonlWatch({ hub: events.hub, authenticator, shutdown: shutdown.signal, readMaxBytes: config.maxRequestBytes }));
   await registerRpcRoutes(app, {
     services: [
       serviceRoute(RunnerService, runnerService({ registry, policies, tokens, delegated, callTimeoutMs: config.runnerCallTimeoutMs })),
       serviceRoute(GroupService, groupService(groups, policies)),
       serviceRoute(IdentityService, identityService(registry, tokens)),
       serviceRoute(RunnerInteractionService, runnerInteractionService({ registry, channel, releases, metrics: runnerMetrics })),
+      serviceRoute(EventService, eventService(events.hub, new AuditLog(new AuditStore(db), pageTokens), shutdown.signal)),
     ],
     interceptors,
     reflectionInterceptors: [metrics.interceptor(), limiter.interceptor(), observeInterceptor(), rejectNulInterceptor()],
@@ -300,6 +313,31 @@ function registerChannelMetrics(metrics: Metrics, channel: RunnerChannel, runner
     (["forwarded", "failed", "rejected", "dropped"] as const).map((outcome) => ({ labels: { outcome }, value: forwarder.stats[outcome] })),
   );
   metrics.register("rcp_runner_metrics_queued", "Runner metrics batches waiting to be forwarded.", "gauge", () => [{ labels: {}, value: forwarder.stats.queued }]);
+}
+
+/**
+ * Events and the audit log (docs/events.md): the process's event hub on the shared LISTEN
+ * session, and the sweeper this replica runs when it holds the deployment's lease. Streams end
+ * (cleanly) before the drain; the sweeper hands its lease back on close.
+ */
+async function eventsAndAudit(app: FastifyInstance, config: Config, db: Database, clock: Clock): Promise<{ hub: EventHub; sweeper: EventSweeper }> {
+  const store = new EventStore(db);
+  const warn = (fields: object, message: string) => app.log.warn(fields, message);
+  const hub = new EventHub(store, { keepaliveMs: config.eventsKeepaliveMs, warn });
+  await hub.start(db);
+  const sweeper = new EventSweeper(store, clock, {
+    windowMs: config.livenessWindowMs,
+    retentionDays: config.auditRetentionDays,
+    intervalMs: config.sweepIntervalMs,
+    leaseMs: config.sweepIntervalMs * 3,
+    warn: (fields, message) => app.log.info(fields, message),
+  });
+  sweeper.start();
+  app.addHook("preClose", () => hub.close());
+  app.addHook("onClose", () => sweeper.stop());
+  app.decorate("eventSweeper", sweeper);
+  app.decorate("eventHub", hub);
+  return { hub, sweeper };
 }
 
 /** The release manifest, checked now: a broken RUNNER_RELEASES_FILE is a configuration error. */

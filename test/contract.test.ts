@@ -15,6 +15,7 @@ import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 import {
   BytesRulesSchema, field as validateField, Ignore, RepeatedRulesSchema, StringRulesSchema, type FieldRules,
 } from "../gen/buf/validate/validate_pb.js";
+import { EventService, file_gitpod_v1_event } from "../gen/gitpod/v1/event_pb.js";
 import { file_gitpod_v1_group, GroupService } from "../gen/gitpod/v1/group_pb.js";
 import { file_gitpod_v1_identity, IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { file_gitpod_v1_organization } from "../gen/gitpod/v1/organization_pb.js";
@@ -66,6 +67,13 @@ const CHECKS: ReferenceCheck[] = [
       { from: "## 6. IdentityService.GetIDToken", to: "## 7." },
     ],
   },
+  {
+    reference: "gitpod-v1-events.md",
+    services: [{ service: EventService, from: "### 3.1", to: "## 4." }],
+    // Every message and enum of sections 4 to 7: WatchEvents, ListAuditLogs (with Pagination, Sort),
+    // GetAuditLog (with AuditLogEntryDetails, ReportExecEventRequest, Process) and all seven enums.
+    messages: [{ from: "## 4. Messages", to: "## 8." }],
+  },
 ];
 
 // Deliberate deviations from the reference's validation column (documented in the .proto files).
@@ -86,7 +94,7 @@ function withDependencies(...files: DescFile[]): DescFile[] {
 }
 
 const registry = createRegistry(
-  ...withDependencies(file_gitpod_v1_runner, file_gitpod_v1_identity, file_gitpod_v1_runner_interaction, file_gitpod_v1_group, file_gitpod_v1_organization),
+  ...withDependencies(file_gitpod_v1_runner, file_gitpod_v1_identity, file_gitpod_v1_event, file_gitpod_v1_runner_interaction, file_gitpod_v1_group, file_gitpod_v1_organization),
 );
 
 /** Rows of every markdown table row starting with `| <cell>` under `text`, cells trimmed. */
@@ -167,6 +175,11 @@ function typeRules(t: FieldRules["type"], inItems = false, f?: DescField): strin
   return out;
 }
 
+/** `not in {NAME(0)}` and `not in [0]` both become `not in [0]`: the numbers are the wire. */
+function enumNumbers(rule: string): string {
+  return rule.replace(/\{([^}]*)\}/g, (_, list: string) => `[${list.split(", ").map((v) => /\((\d+)\)$/.exec(v)?.[1] ?? v).join(", ")}]`);
+}
+
 function rulesOf(f: DescField): string[] {
   if (!hasOption(f, validateField)) return [];
   const r = getOption(f, validateField);
@@ -174,7 +187,7 @@ function rulesOf(f: DescField): string[] {
   if (r.ignore === Ignore.IF_ZERO_VALUE) out.push("rules skipped when empty");
   if (r.required) out.push("required");
   if (r.cel.length) out.push("cel");
-  return out.sort();
+  return out.map(enumNumbers).sort();
 }
 
 /**
@@ -183,13 +196,15 @@ function rulesOf(f: DescField): string[] {
  * as `<=25 items, each: uuid`: both become the latter.
  */
 function refRules(cell: string): string[] {
+  // gitpod-v1-events.md writes `0..25 items` (explicit min_items 0) and an enum deny list as `not in [0]`.
+  cell = cell.replace(/\b(\d+)\.\.(\d+) items/g, ">=$1 items, <=$2 items").replace(/, each: UUID/g, ", each: uuid");
   const parts = cell.split(";").map((s) => s.trim()).filter((s) => s && s !== "**DEPRECATED**");
   const merged: string[] = [];
   for (const part of parts) {
     if (part.startsWith("each: ") && merged.length > 0) merged.push(`${merged.pop()}, ${part.replace("each: UUID", "each: uuid")}`);
     else merged.push(part === "rules skipped when default" ? "rules skipped when empty" : part);
   }
-  return merged.sort();
+  return merged.map(enumNumbers).sort();
 }
 
 const idempotency = (level: MethodOptions_IdempotencyLevel) =>

@@ -1,5 +1,5 @@
 // Tenant isolation and who may do what, as a matrix: every RPC of RunnerService (16),
-// IdentityService (3), RunnerInteractionService (8) and GroupService (14), called by each kind of
+// IdentityService (3), RunnerInteractionService (8), GroupService (14) and EventService (3), called by each kind of
 // caller, gets the code in the table below. The requests aim at runner A (organization A) wherever
 // they name a runner, and at group U wherever they name a group. Runner A has two policies: group U
 // (memberUser is in it) holds RUNNER_ROLE_USER, group M (memberAdmin) RUNNER_ROLE_ADMIN. Protocols
@@ -19,7 +19,7 @@ import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { IdentityService, Principal } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
 import { GroupService, ResourceRole, type Group, type RoleAssignment } from "../gen/gitpod/v1/group_pb.js";
-import { ResourceType } from "../gen/gitpod/v1/event_pb.js";
+import { EventService, ResourceType, type ListAuditLogsResponse_AuditLogEntry } from "../gen/gitpod/v1/event_pb.js";
 import { issueApiKey } from "../src/domain/accounts.js";
 import { IdentityStore } from "../src/store/identity-store.js";
 import { frame, outcomeOf, RawClient } from "./raw-rpc.js";
@@ -99,6 +99,10 @@ const matrix: Record<string, Expected[]> = {
   "GroupService.DeleteRoleAssignment":               [OK,   NF,        OK,         NF,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
   "GroupService.ShareResourceWithPrincipal":         [UI,   UI,        UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
   "GroupService.UnshareResourceWithPrincipal":       [UI,   UI,        UI,         UI,        UI,   UI,     UI,     UI,        UA,     UA,        UA],
+  // Everyone of an organization watches it (seeing what they may see); its audit log is for its admins.
+  "EventService.WatchEvents":                        [OK,   OK,        OK,         OK,        OK,   PD,     PD,     PD,        UA,     UA,        UA],
+  "EventService.ListAuditLogs":                      [OK,   PD,        PD,         PD,        OK,   PD,     PD,     PD,        UA,     UA,        UA],
+  "EventService.GetAuditLog":                        [OK,   PD,        PD,         PD,        NF,   PD,     PD,     PD,        UA,     UA,        UA],
 };
 
 // --- Fixtures -------------------------------------------------------------------------------------
@@ -139,7 +143,8 @@ async function freshGroup(): Promise<string> {
 }
 
 beforeAll(async () => {
-  server = await startServer({ env: { PUBLIC_URL: "https://rcp.example.com" } }); // an OIDC issuer: GetIDToken, CreateRunnerLogsToken
+  // A watch stream opens with its first message: a keepalive after a second here.
+  server = await startServer({ env: { PUBLIC_URL: "https://rcp.example.com", EVENTS_KEEPALIVE_SECONDS: "1" } }); // an OIDC issuer: GetIDToken, CreateRunnerLogsToken
   userA = await server.newUser();
   userB = await server.newUser();
   for (const name of ["memberUser", "memberAdmin", "memberNone"] as const) users[name] = await server.newUser(userA.organizationSlug);
@@ -259,16 +264,23 @@ const requests: Record<string, (caller: Caller) => Promise<object> | object> = {
     principal: Principal.USER,
     principalId: users.memberNone.userId,
   }),
+  "EventService.WatchEvents": () => ({}),
+  "EventService.ListAuditLogs": () => ({ filter: { subjectIds: [runnerA.runnerId] } }),
+  // An entry of organization A's audit log (runner A's creation).
+  "EventService.GetAuditLog": async () => {
+    const { entries } = await createClient(EventService, server.transport("connect-json", userA.apiKey)).listAuditLogs({ filter: { subjectIds: [runnerA.runnerId] } });
+    return { auditLogEntryId: entries[0]!.id };
+  },
 };
 
-const services: DescService[] = [RunnerService, IdentityService, RunnerInteractionService, GroupService];
+const services: DescService[] = [RunnerService, IdentityService, RunnerInteractionService, GroupService, EventService];
 const rpcs = services.flatMap((service) => service.methods.map((method) => ({ name: `${service.name}.${method.name}`, service, method })));
 const organizationA: Caller[] = ["admin", "memberUser", "memberAdmin", "memberNone"];
 const isRunner = (caller: Caller) => caller.startsWith("runner") || caller === "deletedRunner";
 
 describe("the matrix", () => {
-  it("lists every RPC of the four services, each with a request", () => {
-    expect(rpcs).toHaveLength(16 + 3 + 8 + 14);
+  it("lists every RPC of the five services, each with a request", () => {
+    expect(rpcs).toHaveLength(16 + 3 + 8 + 14 + 3);
     expect(Object.keys(matrix).sort()).toEqual(rpcs.map((rpc) => rpc.name).sort());
     expect(Object.keys(requests).sort()).toEqual(rpcs.map((rpc) => rpc.name).sort());
     for (const row of Object.values(matrix)) expect(row).toHaveLength(callers.length);
@@ -316,6 +328,11 @@ describe("the matrix", () => {
       }
       if (name === "GroupService.ListGroups" && response) {
         expect((response.groups as Group[]).some((group) => group.id === groupU)).toBe(organizationA.includes(caller));
+      }
+      // Organization B's audit log knows nothing of runner A; A's admin sees who created it.
+      if (name === "EventService.ListAuditLogs" && response) {
+        const entries = response.entries as ListAuditLogsResponse_AuditLogEntry[];
+        expect(entries.map((entry) => entry.action)).toEqual(caller === "admin" ? expect.arrayContaining(["CreateRunner"]) : []);
       }
       if (name === "GroupService.ListRoleAssignments" && response) {
         const onRunnerA = (response.assignments as RoleAssignment[]).filter((a) => a.resourceId === runnerA.runnerId).map((a) => a.groupId);

@@ -111,6 +111,9 @@ describe("an organization with 31 runners", () => {
     const second = await postJson(server, `gitpod.v1.RunnerService/ListRunners?token=${token}&pageSize=4`, {}, auth);
     expect(second.status).toBe(200);
     expect(second.body.runners.map((runner: { runnerId: string }) => runner.runnerId)).toEqual(expected.slice(4, 8));
+    // The SDK re-sends the first page's body with the next page's ?token=: the query's token wins.
+    const resent = await postJson(server, `gitpod.v1.RunnerService/ListRunners?token=${token}&pageSize=4`, { pagination: { token: "stale" } }, auth);
+    expect(resent.body.runners.map((runner: { runnerId: string }) => runner.runnerId)).toEqual(expected.slice(4, 8));
     // The body wins when it sets the page size itself.
     const body = await postJson(server, "gitpod.v1.RunnerService/ListRunners?pageSize=4", { pagination: { pageSize: 6 } }, auth);
     expect(body.body.runners).toHaveLength(6);

@@ -10,7 +10,8 @@ import {
 } from "../../gen/gitpod/v1/runner_pb.js";
 import type { SignupRequest, UpdateRunnerStatusRequest } from "../../gen/gitpod/v1/runner_interaction_pb.js";
 import type { Clock } from "./clock.js";
-import type { ListFilter, NewRunner, RunnerRow, RunnerStore, StatusPatch } from "../store/runner-store.js";
+import type { ListFilter, NewRunnerWithToken, RunnerRow, RunnerStore, StatusPatch } from "../store/runner-store.js";
+import { currentAuditActor } from "../store/db/audit-context.js";
 import { Batcher } from "../store/db/batcher.js";
 import type { Revocation } from "../store/credential-revocations.js";
 import { failedPrecondition, notFound } from "./errors.js";
@@ -50,7 +51,7 @@ export class RunnerRegistry {
   /** Reads with the runners' policies, for decisions about organization members. */
   private readonly guardedReads: Batcher<string, RunnerRow | undefined>;
   private readonly heartbeats: Batcher<string, boolean>;
-  private readonly registrations: Batcher<{ runner: NewRunner; tokenHash: Buffer; expiresAt: Date }, undefined>;
+  private readonly registrations: Batcher<NewRunnerWithToken, undefined>;
 
   constructor(
     private readonly store: RunnerStore,
@@ -82,7 +83,12 @@ export class RunnerRegistry {
     const runner = newRunnerFrom(request, { runnerId: randomUUID(), organizationId: user.organizationId, creatorId: user.userId }, now);
     const exchangeToken = generateToken("exchange");
     // Resolves only after the batch that holds this runner and its token hash has committed.
-    await this.registrations.submit({ runner, tokenHash: hashToken(exchangeToken), expiresAt: new Date(now.getTime() + EXCHANGE_TOKEN_TTL_MS) });
+    await this.registrations.submit({
+      runner,
+      tokenHash: hashToken(exchangeToken),
+      expiresAt: new Date(now.getTime() + EXCHANGE_TOKEN_TTL_MS),
+      audit: currentAuditActor(), // the batch runs outside this call's context
+    });
     return { runner: runnerMessage(rowOfNewRunner(runner), now, this.liveness), exchangeToken };
   }
 

@@ -7,7 +7,9 @@ import { isConnectionError } from "../store/db/database.js";
 import { atStreamEnd } from "../ops/stream-end.js";
 import { clientMessageFor } from "./protocol-guards.js";
 import { type Authenticator, callerKey } from "../domain/auth.js";
-import { IdentityService } from "../../gen/gitpod/v1/identity_pb.js";
+import { IdentityService, Principal } from "../../gen/gitpod/v1/identity_pb.js";
+import { auditScope } from "../store/db/audit-context.js";
+import { clientAddressKey } from "../ops/rate-limit.js";
 import { PaginationRequestSchema, type PaginationRequest } from "../../gen/gitpod/v1/pagination_pb.js";
 import { create } from "@bufbuild/protobuf";
 
@@ -99,7 +101,8 @@ export function paginationQueryInterceptor(): Interceptor {
     const pageSize = query.get("pageSize") ?? query.get("page_size");
     if (token === null && pageSize === null) return next(req);
     const pagination = (message.pagination ??= create(PaginationRequestSchema));
-    if (token !== null && pagination.token === "") pagination.token = token;
+    // The SDK re-sends the first page's body with each next page's ?token=: the query wins.
+    if (token !== null) pagination.token = token;
     if (pageSize !== null && pagination.pageSize === 0) {
       if (!/^\d{1,9}$/.test(pageSize)) {
         throw new ConnectError("pagination.page_size: query parameter pageSize must be a whole number", Code.InvalidArgument);
@@ -108,6 +111,29 @@ export function paginationQueryInterceptor(): Interceptor {
     }
     return next(req);
   };
+}
+
+/**
+ * Runs each call in its audit scope (src/store/db/audit-context.ts): who calls, the RPC, the
+ * request id, the call's start on the server's clock, and the client address when enabled.
+ * Statements that change something record it in the audit log in their own transaction.
+ */
+export function auditInterceptor(options: { now: () => Date; clientAddress: boolean }): Interceptor {
+  return (next) => (req) =>
+    auditScope((setActor) => {
+      const caller = req.contextValues.get(callerKey);
+      if (caller) {
+        setActor({
+          action: req.method.name,
+          actorId: caller.kind === "user" ? caller.userId : caller.runnerId,
+          principal: caller.kind === "user" ? Principal.USER : Principal.RUNNER,
+          requestId: req.contextValues.get(requestIdKey),
+          clientAddress: options.clientAddress ? req.contextValues.get(clientAddressKey) : undefined,
+          at: options.now(),
+        });
+      }
+      return next(req);
+    });
 }
 
 export function validateInterceptor(): Interceptor {

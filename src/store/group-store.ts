@@ -1,6 +1,7 @@
 // All SQL for groups and their memberships. Every change of who is in which group publishes a
 // notification in the same statement (delivered on commit), so every replica's credential
 // cache drops the callers concerned (src/store/credential-revocations.ts).
+import { auditSetting, setAudit } from "./db/audit-context.js";
 import { randomUUID } from "node:crypto";
 import { sql, type Database } from "./db/database.js";
 import { CREDENTIALS_CHANNEL, revocationPayloadSql } from "./credential-revocations.js";
@@ -42,7 +43,8 @@ const UNIQUE_VIOLATION = "23505";
 const q = {
   insertGroup: sql(
     "group_insert",
-    `INSERT INTO groups AS g (id, organization_id, name, description, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)
+    `INSERT INTO groups AS g (id, organization_id, name, description, created_at, updated_at)
+     SELECT $1, $2, $3, $4, $5, $5 WHERE ${setAudit(6)}
      ON CONFLICT (organization_id, name) DO NOTHING
      RETURNING ${GROUP_COLUMNS}`,
   ),
@@ -65,14 +67,14 @@ const q = {
     "group_update",
     `UPDATE groups g SET name = $3, description = $4, updated_at = GREATEST($5, updated_at)
       WHERE g.organization_id = $1 AND g.id = $2
-        AND NOT EXISTS (SELECT 1 FROM groups o WHERE o.organization_id = $1 AND o.name = $3 AND o.id <> $2)
+        AND NOT EXISTS (SELECT 1 FROM groups o WHERE o.organization_id = $1 AND o.name = $3 AND o.id <> $2) AND ${setAudit(6)}
      RETURNING ${GROUP_COLUMNS}`,
   ),
   // Memberships and the group's runner policies go with it (ON DELETE CASCADE); its members'
   // cached callers, which list the group, are evicted everywhere.
   deleteGroup: sql(
     "group_delete",
-    `WITH deleted AS (DELETE FROM groups WHERE organization_id = $1 AND id = $2 RETURNING id)
+    `WITH deleted AS (DELETE FROM groups WHERE organization_id = $1 AND id = $2 AND ${setAudit(3)} RETURNING id)
      SELECT id, pg_notify('${CREDENTIALS_CHANNEL}', ${revocationPayloadSql.group("id")}) FROM deleted`,
   ),
   // Group and user must both be of the organization; an existing membership is left alone.
@@ -80,7 +82,7 @@ const q = {
     "membership_insert",
     `WITH target AS (
        SELECT g.id AS group_id, u.id AS user_id, u.email FROM groups g JOIN users u ON u.organization_id = g.organization_id
-        WHERE g.organization_id = $1 AND g.id = $2 AND u.id = $3
+        WHERE g.organization_id = $1 AND g.id = $2 AND u.id = $3 AND ${setAudit(6)}
      ), inserted AS (
        INSERT INTO group_memberships (id, group_id, user_id, created_at)
        SELECT $4, group_id, user_id, $5 FROM target
@@ -96,7 +98,7 @@ const q = {
     "membership_delete",
     `WITH deleted AS (
        DELETE FROM group_memberships m USING groups g
-        WHERE m.id = $2 AND g.id = m.group_id AND g.organization_id = $1
+        WHERE m.id = $2 AND g.id = m.group_id AND g.organization_id = $1 AND ${setAudit(3)}
         RETURNING m.user_id
      )
      SELECT user_id AS "userId", pg_notify('${CREDENTIALS_CHANNEL}', ${revocationPayloadSql.user("user_id")}) FROM deleted`,
@@ -128,7 +130,7 @@ export class GroupStore {
 
   /** Undefined when the organization already has a group of this name. */
   async insertGroup(organizationId: string, name: string, description: string, now: Date): Promise<GroupRow | undefined> {
-    const { rows } = await this.db.query<GroupRow>(q.insertGroup, [randomUUID(), organizationId, name, description, now]);
+    const { rows } = await this.db.query<GroupRow>(q.insertGroup, [randomUUID(), organizationId, name, description, now, auditSetting("groups")]);
     return rows[0];
   }
 
@@ -153,7 +155,7 @@ export class GroupStore {
   /** "missing": no such group; "name-taken": another group of the organization has this name. */
   async updateGroup(organizationId: string, groupId: string, name: string, description: string, now: Date): Promise<GroupRow | "missing" | "name-taken"> {
     try {
-      const { rows } = await this.db.query<GroupRow>(q.updateGroup, [organizationId, groupId, name, description, now]);
+      const { rows } = await this.db.query<GroupRow>(q.updateGroup, [organizationId, groupId, name, description, now, auditSetting("groups")]);
       if (rows[0]) return rows[0];
     } catch (err) {
       if (!isUniqueViolation(err)) throw err;
@@ -164,7 +166,7 @@ export class GroupStore {
 
   /** False when the organization has no such group. */
   async deleteGroup(organizationId: string, groupId: string): Promise<boolean> {
-    const { rowCount } = await this.db.query(q.deleteGroup, [organizationId, groupId]);
+    const { rowCount } = await this.db.query(q.deleteGroup, [organizationId, groupId, auditSetting("groups")]);
     return rowCount === 1;
   }
 
@@ -175,7 +177,7 @@ export class GroupStore {
     userId: string,
     now: Date,
   ): Promise<MembershipRow | "no-group" | "no-user" | "exists"> {
-    const { rows } = await this.db.query<MembershipRow>(q.insertMembership, [organizationId, groupId, userId, randomUUID(), now]);
+    const { rows } = await this.db.query<MembershipRow>(q.insertMembership, [organizationId, groupId, userId, randomUUID(), now, auditSetting("group_memberships")]);
     if (rows[0]) return rows[0];
     if (!(await this.groupById(organizationId, groupId))) return "no-group";
     const user = await this.db.query(q.userInOrganization, [organizationId, userId]);
@@ -184,7 +186,7 @@ export class GroupStore {
 
   /** The member's user id, or undefined when the organization has no such membership. */
   async deleteMembership(organizationId: string, membershipId: string): Promise<string | undefined> {
-    const { rows } = await this.db.query<{ userId: string }>(q.deleteMembership, [organizationId, membershipId]);
+    const { rows } = await this.db.query<{ userId: string }>(q.deleteMembership, [organizationId, membershipId, auditSetting("group_memberships")]);
     return rows[0]?.userId;
   }
 

@@ -2,6 +2,7 @@
 // also that group's role assignment on the runner (GroupService). Policies are not cached
 // anywhere: the runner store reads them with the runner on every call, so a change needs no
 // notification to apply to the next call on every replica.
+import { auditSetting, setAudit } from "./db/audit-context.js";
 import { randomUUID } from "node:crypto";
 import { sql, type Database } from "./db/database.js";
 import type { ListCursor } from "./runner-store.js";
@@ -36,17 +37,17 @@ const q = {
   insert: sql(
     "runner_policy_insert",
     `INSERT INTO runner_policies AS p (id, runner_id, group_id, organization_id, role, created_at)
-     SELECT $1, $2, g.id, g.organization_id, $5, $6 FROM groups g WHERE g.id = $3 AND g.organization_id = $4
+     SELECT $1, $2, g.id, g.organization_id, $5, $6 FROM groups g WHERE g.id = $3 AND g.organization_id = $4 AND ${setAudit(7)}
      ON CONFLICT (runner_id, group_id) DO NOTHING
      RETURNING ${POLICY_COLUMNS}`,
   ),
   update: sql(
     "runner_policy_update",
-    `UPDATE runner_policies p SET role = $4 WHERE p.organization_id = $1 AND p.runner_id = $2 AND p.group_id = $3 RETURNING ${POLICY_COLUMNS}`,
+    `UPDATE runner_policies p SET role = $4 WHERE p.organization_id = $1 AND p.runner_id = $2 AND p.group_id = $3 AND ${setAudit(5)} RETURNING ${POLICY_COLUMNS}`,
   ),
   delete: sql(
     "runner_policy_delete",
-    `DELETE FROM runner_policies p WHERE p.organization_id = $1 AND p.runner_id = $2 AND p.group_id = $3 RETURNING ${POLICY_COLUMNS}`,
+    `DELETE FROM runner_policies p WHERE p.organization_id = $1 AND p.runner_id = $2 AND p.group_id = $3 AND ${setAudit(4)} RETURNING ${POLICY_COLUMNS}`,
   ),
   byId: sql(
     "runner_policy_by_id",
@@ -85,17 +86,17 @@ export class RunnerPolicyStore {
 
   /** Undefined when the organization has no such group or the group already has a policy on the runner. */
   async insert(organizationId: string, runnerId: string, groupId: string, role: number, now: Date): Promise<PolicyRow | undefined> {
-    const { rows } = await this.db.query<PolicyRow>(q.insert, [randomUUID(), runnerId, groupId, organizationId, role, now]);
+    const { rows } = await this.db.query<PolicyRow>(q.insert, [randomUUID(), runnerId, groupId, organizationId, role, now, auditSetting("runner_policies")]);
     return rows[0];
   }
 
   async update(organizationId: string, runnerId: string, groupId: string, role: number): Promise<PolicyRow | undefined> {
-    const { rows } = await this.db.query<PolicyRow>(q.update, [organizationId, runnerId, groupId, role]);
+    const { rows } = await this.db.query<PolicyRow>(q.update, [organizationId, runnerId, groupId, role, auditSetting("runner_policies")]);
     return rows[0];
   }
 
   async delete(organizationId: string, runnerId: string, groupId: string): Promise<PolicyRow | undefined> {
-    const { rows } = await this.db.query<PolicyRow>(q.delete, [organizationId, runnerId, groupId]);
+    const { rows } = await this.db.query<PolicyRow>(q.delete, [organizationId, runnerId, groupId, auditSetting("runner_policies")]);
     return rows[0];
   }
 

@@ -4,6 +4,7 @@
 import { randomUUID } from "node:crypto";
 import { isConnectionError, sql, type Database, type Queryable } from "./db/database.js";
 import { CREDENTIALS_CHANNEL, revocationPayloadSql } from "./credential-revocations.js";
+import { auditSetting, batchAuditSetting, setAudit, type AuditActor } from "./db/audit-context.js";
 
 /** Enum numbers as stored; they are the gitpod.v1 wire values. */
 const KIND_LOCAL_CONFIGURATION = 3;
@@ -114,6 +115,14 @@ export interface StatusPatch {
   additionalInfo?: { key: string; value: string | undefined }[];
 }
 
+/** A registration: the runner, its first exchange token, and who asked (for the audit log). */
+export interface NewRunnerWithToken {
+  runner: NewRunner;
+  tokenHash: Buffer;
+  expiresAt: Date;
+  audit?: AuditActor | undefined;
+}
+
 export interface ListFilter {
   kinds: number[];
   providers: number[];
@@ -166,6 +175,7 @@ const q = {
      ), runner AS (
        INSERT INTO runners (${INSERT_RUNNER_COLUMNS})
        SELECT ${INSERT_RUNNER_COLUMNS.replace("created_at, updated_at", "created_at, created_at")} FROM input
+        WHERE ${setAudit(28)}
        RETURNING id
      )
      INSERT INTO runner_exchange_tokens (token_hash, runner_id, created_at, expires_at)
@@ -222,7 +232,7 @@ const q = {
        honeycomb_api_key = COALESCE($19, honeycomb_api_key),
        updated_at = GREATEST($20, updated_at)
      WHERE id = $1 AND organization_id = $2 AND deleted_at IS NULL
-       AND ($4::smallint IS NULL OR kind = ${KIND_LOCAL_CONFIGURATION})
+       AND ($4::smallint IS NULL OR kind = ${KIND_LOCAL_CONFIGURATION}) AND ${setAudit(21)}
      RETURNING id`,
   ),
   // Deleting revokes the runner's credentials: every replica drops them from its cache.
@@ -230,7 +240,7 @@ const q = {
     "runner_delete",
     `WITH deleted AS (
        UPDATE runners SET deleted_at = COALESCE(deleted_at, $3)
-        WHERE id = $1 AND organization_id = $2 AND kind <> ${KIND_LOCAL_CONFIGURATION}
+        WHERE id = $1 AND organization_id = $2 AND kind <> ${KIND_LOCAL_CONFIGURATION} AND ${setAudit(4)}
         RETURNING id
      )
      SELECT id, pg_notify('${CREDENTIALS_CHANNEL}', ${revocationPayloadSql.runner("id")}) FROM deleted`,
@@ -267,13 +277,13 @@ const q = {
     "runner_signup",
     `UPDATE runners SET public_key = $2, environment_classes = $3::jsonb,
             signed_up_at = $4, last_active_at = GREATEST($4, last_active_at),
-            status_reported_at = GREATEST($4, status_reported_at)
-      WHERE id = $1 AND deleted_at IS NULL
+            status_reported_at = GREATEST($4, status_reported_at), live = true
+      WHERE id = $1 AND deleted_at IS NULL AND ${setAudit(5)}
       RETURNING id`,
   ),
   markActive: sql(
     "runner_mark_active",
-    `UPDATE runners SET last_active_at = GREATEST($2, last_active_at)
+    `UPDATE runners SET last_active_at = GREATEST($2, last_active_at), live = true
       WHERE id = ANY($1::uuid[]) AND deleted_at IS NULL AND signed_up_at IS NOT NULL
       RETURNING id`,
   ),
@@ -295,7 +305,8 @@ const q = {
        gateway_info = COALESCE($10::jsonb, gateway_info),
        additional_info = COALESCE($11::jsonb, additional_info),
        status_reported_at = GREATEST($12, status_reported_at),
-       last_active_at = GREATEST($12, last_active_at)
+       last_active_at = GREATEST($12, last_active_at),
+       live = true
      WHERE id = $1 AND deleted_at IS NULL AND signed_up_at IS NOT NULL
      RETURNING id`,
   ),
@@ -329,7 +340,7 @@ export class RunnerStore {
    * for a reason other than the connection, each is retried alone, so one bad row only
    * fails its own request.
    */
-  async insertWithExchangeTokens(items: { runner: NewRunner; tokenHash: Buffer; expiresAt: Date }[]): Promise<(undefined | Error)[]> {
+  async insertWithExchangeTokens(items: NewRunnerWithToken[]): Promise<(undefined | Error)[]> {
     try {
       await this.db.query(q.insertRunnersWithTokens, this.insertValues(items));
       return items.map(() => undefined);
@@ -346,7 +357,7 @@ export class RunnerStore {
     }
   }
 
-  private insertValues(items: { runner: NewRunner; tokenHash: Buffer; expiresAt: Date }[]): unknown[] {
+  private insertValues(items: NewRunnerWithToken[]): unknown[] {
     const column = <T>(pick: (runner: NewRunner) => T) => items.map((item) => pick(item.runner));
     return [
       column((r) => r.id), column((r) => r.organizationId), column((r) => r.creatorId), column((r) => r.creatorPrincipal),
@@ -357,6 +368,7 @@ export class RunnerStore {
       column((r) => r.updateWindowEnd), column((r) => r.metricsEnabled), column((r) => r.metricsUrl),
       column((r) => r.metricsUsername), column((r) => r.metricsPassword), column((r) => r.metricsManagedEnabled),
       column((r) => r.metricsIncludeVerbose), items.map((item) => item.tokenHash), items.map((item) => item.expiresAt),
+      batchAuditSetting("runners", items.map((item) => ({ id: item.runner.id, actor: item.audit }))),
     ];
   }
 
@@ -401,14 +413,14 @@ export class RunnerStore {
       orNull(patch.continuousProfiling), patch.updateWindow !== undefined, patch.updateWindow?.start ?? null,
       patch.updateWindow?.end ?? null, orNull(patch.metricsEnabled), orNull(patch.metricsUrl),
       orNull(patch.metricsUsername), orNull(patch.metricsPassword), orNull(patch.metricsManagedEnabled),
-      orNull(patch.metricsIncludeVerbose), orNull(patch.honeycombApiKey), now,
+      orNull(patch.metricsIncludeVerbose), orNull(patch.honeycombApiKey), now, auditSetting("runners"),
     ]);
     return rowCount === 1;
   }
 
   /** True when the runner is (now or already) deleted; false when it is not deletable or absent. */
   async markDeleted(organizationId: string, runnerId: string, now: Date): Promise<boolean> {
-    const { rowCount } = await this.db.query(q.delete, [runnerId, organizationId, now]);
+    const { rowCount } = await this.db.query(q.delete, [runnerId, organizationId, now, auditSetting("runners")]);
     return rowCount === 1;
   }
 
@@ -432,7 +444,7 @@ export class RunnerStore {
   }
 
   async signup(runnerId: string, publicKey: Uint8Array, environmentClasses: unknown[], now: Date): Promise<boolean> {
-    const { rowCount } = await this.db.query(q.signup, [runnerId, publicKey, JSON.stringify(environmentClasses), now]);
+    const { rowCount } = await this.db.query(q.signup, [runnerId, publicKey, JSON.stringify(environmentClasses), now, auditSetting("runners")]);
     return rowCount === 1;
   }
 

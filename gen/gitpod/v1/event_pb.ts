@@ -2,14 +2,432 @@
 // @generated from file gitpod/v1/event.proto (package gitpod.v1, syntax proto3)
 /* eslint-disable */
 
-import type { GenEnum, GenFile } from "@bufbuild/protobuf/codegenv2";
-import { enumDesc, fileDesc } from "@bufbuild/protobuf/codegenv2";
+import type { GenEnum, GenFile, GenMessage, GenService } from "@bufbuild/protobuf/codegenv2";
+import { enumDesc, fileDesc, messageDesc, serviceDesc } from "@bufbuild/protobuf/codegenv2";
+import { file_buf_validate_validate } from "../../buf/validate/validate_pb.js";
+import type { ReportExecEventRequest } from "./agent_security_pb.js";
+import { file_gitpod_v1_agent_security } from "./agent_security_pb.js";
+import type { Principal } from "./identity_pb.js";
+import { file_gitpod_v1_identity } from "./identity_pb.js";
+import type { PaginationRequest, PaginationResponse, Sort } from "./pagination_pb.js";
+import { file_gitpod_v1_pagination } from "./pagination_pb.js";
+import type { Timestamp } from "@bufbuild/protobuf/wkt";
+import { file_google_protobuf_timestamp } from "@bufbuild/protobuf/wkt";
+import type { Message } from "@bufbuild/protobuf";
 
 /**
  * Describes the file gitpod/v1/event.proto.
  */
 export const file_gitpod_v1_event: GenFile = /*@__PURE__*/
-  fileDesc("ChVnaXRwb2QvdjEvZXZlbnQucHJvdG8SCWdpdHBvZC52MSrTDQoMUmVzb3VyY2VUeXBlEh0KGVJFU09VUkNFX1RZUEVfVU5TUEVDSUZJRUQQABIdChlSRVNPVVJDRV9UWVBFX0VOVklST05NRU5UEAESGAoUUkVTT1VSQ0VfVFlQRV9SVU5ORVIQAhIZChVSRVNPVVJDRV9UWVBFX1BST0pFQ1QQAxIWChJSRVNPVVJDRV9UWVBFX1RBU0sQBBIgChxSRVNPVVJDRV9UWVBFX1RBU0tfRVhFQ1VUSU9OEAUSGQoVUkVTT1VSQ0VfVFlQRV9TRVJWSUNFEAYSHgoaUkVTT1VSQ0VfVFlQRV9PUkdBTklaQVRJT04QBxIWChJSRVNPVVJDRV9UWVBFX1VTRVIQCBIjCh9SRVNPVVJDRV9UWVBFX0VOVklST05NRU5UX0NMQVNTEAkSKAokUkVTT1VSQ0VfVFlQRV9SVU5ORVJfU0NNX0lOVEVHUkFUSU9OEAoSKwonUkVTT1VSQ0VfVFlQRV9IT1NUX0FVVEhFTlRJQ0FUSU9OX1RPS0VOEAsSFwoTUkVTT1VSQ0VfVFlQRV9HUk9VUBAMEicKI1JFU09VUkNFX1RZUEVfUEVSU09OQUxfQUNDRVNTX1RPS0VOEA0SIQodUkVTT1VSQ0VfVFlQRV9VU0VSX1BSRUZFUkVOQ0UQDhIhCh1SRVNPVVJDRV9UWVBFX1NFUlZJQ0VfQUNDT1VOVBAPEhgKFFJFU09VUkNFX1RZUEVfU0VDUkVUEBASHAoYUkVTT1VSQ0VfVFlQRV9TU09fQ09ORklHEBESJQohUkVTT1VSQ0VfVFlQRV9ET01BSU5fVkVSSUZJQ0FUSU9OEBISIQodUkVTT1VSQ0VfVFlQRV9BR0VOVF9FWEVDVVRJT04QExIoCiRSRVNPVVJDRV9UWVBFX1JVTk5FUl9MTE1fSU5URUdSQVRJT04QFBIXChNSRVNPVVJDRV9UWVBFX0FHRU5UEBUSJQohUkVTT1VSQ0VfVFlQRV9FTlZJUk9OTUVOVF9TRVNTSU9OEBYSHQoZUkVTT1VSQ0VfVFlQRV9VU0VSX1NFQ1JFVBAXEiUKIVJFU09VUkNFX1RZUEVfT1JHQU5JWkFUSU9OX1BPTElDWRAYEiUKIVJFU09VUkNFX1RZUEVfT1JHQU5JWkFUSU9OX1NFQ1JFVBAZEisKJ1JFU09VUkNFX1RZUEVfUFJPSkVDVF9FTlZJUk9OTUVOVF9DTEFTUxAaEhkKFVJFU09VUkNFX1RZUEVfQklMTElORxAbEhgKFFJFU09VUkNFX1RZUEVfUFJPTVBUEBwSGAoUUkVTT1VSQ0VfVFlQRV9DT1VQT04QHRIjCh9SRVNPVVJDRV9UWVBFX0NPVVBPTl9SRURFTVBUSU9OEB4SGQoVUkVTT1VSQ0VfVFlQRV9BQ0NPVU5UEB8SHQoZUkVTT1VSQ0VfVFlQRV9JTlRFR1JBVElPThAgEhoKFlJFU09VUkNFX1RZUEVfV09SS0ZMT1cQIRIkCiBSRVNPVVJDRV9UWVBFX1dPUktGTE9XX0VYRUNVVElPThAiEisKJ1JFU09VUkNFX1RZUEVfV09SS0ZMT1dfRVhFQ1VUSU9OX0FDVElPThAjEhoKFlJFU09VUkNFX1RZUEVfU05BUFNIT1QQJBIaChZSRVNPVVJDRV9UWVBFX1BSRUJVSUxEECUSLgoqUkVTT1VSQ0VfVFlQRV9PUkdBTklaQVRJT05fTExNX0lOVEVHUkFUSU9OECYSHwobUkVTT1VSQ0VfVFlQRV9DVVNUT01fRE9NQUlOECcSKQolUkVTT1VSQ0VfVFlQRV9ST0xFX0FTU0lHTk1FTlRfQ0hBTkdFRBAoEioKJlJFU09VUkNFX1RZUEVfR1JPVVBfTUVNQkVSU0hJUF9DSEFOR0VEECkSGQoVUkVTT1VSQ0VfVFlQRV9XRUJIT09LECoSJAogUkVTT1VSQ0VfVFlQRV9TQ0lNX0NPTkZJR1VSQVRJT04QKxIoCiRSRVNPVVJDRV9UWVBFX1NFUlZJQ0VfQUNDT1VOVF9TRUNSRVQQLBIlCiFSRVNPVVJDRV9UWVBFX0FOTk9VTkNFTUVOVF9CQU5ORVIQLRInCiNSRVNPVVJDRV9UWVBFX1NFUlZJQ0VfQUNDT1VOVF9UT0tFThAuEiEKHVJFU09VUkNFX1RZUEVfUk9MRV9BU1NJR05NRU5UEC8SGwoXUkVTT1VSQ0VfVFlQRV9XQVJNX1BPT0wQMBIeChpSRVNPVVJDRV9UWVBFX05PVElGSUNBVElPThAxEiEKHVJFU09VUkNFX1RZUEVfU0VDVVJJVFlfUE9MSUNZEDJiBnByb3RvMw");
+  fileDesc("ChVnaXRwb2QvdjEvZXZlbnQucHJvdG8SCWdpdHBvZC52MSLKAgoSV2F0Y2hFdmVudHNSZXF1ZXN0EhYKDG9yZ2FuaXphdGlvbhgBIAEoCEgAEhgKDmVudmlyb25tZW50X2lkGAIgASgJSAASWQoVcmVzb3VyY2VfdHlwZV9maWx0ZXJzGAMgAygLMjAuZ2l0cG9kLnYxLldhdGNoRXZlbnRzUmVxdWVzdC5SZXNvdXJjZVR5cGVGaWx0ZXJCCLpIBZIBAhAyGp0BChJSZXNvdXJjZVR5cGVGaWx0ZXISOgoNcmVzb3VyY2VfdHlwZRgBIAEoDjIXLmdpdHBvZC52MS5SZXNvdXJjZVR5cGVCCrpIB4IBBBABIAASJQoMcmVzb3VyY2VfaWRzGAIgAygJQg+6SAySAQkQGSIFcgOwAQESJAoLY3JlYXRvcl9pZHMYAyADKAlCD7pIDJIBCRAZIgVyA7ABAUIHCgVzY29wZSKVAQoTV2F0Y2hFdmVudHNSZXNwb25zZRIvCglvcGVyYXRpb24YASABKA4yHC5naXRwb2QudjEuUmVzb3VyY2VPcGVyYXRpb24SLgoNcmVzb3VyY2VfdHlwZRgCIAEoDjIXLmdpdHBvZC52MS5SZXNvdXJjZVR5cGUSHQoLcmVzb3VyY2VfaWQYAyABKAlCCLpIBXIDsAEBIuoDChRMaXN0QXVkaXRMb2dzUmVxdWVzdBIwCgpwYWdpbmF0aW9uGAEgASgLMhwuZ2l0cG9kLnYxLlBhZ2luYXRpb25SZXF1ZXN0EjYKBmZpbHRlchgCIAEoCzImLmdpdHBvZC52MS5MaXN0QXVkaXRMb2dzUmVxdWVzdC5GaWx0ZXISHQoEc29ydBgDIAEoCzIPLmdpdHBvZC52MS5Tb3J0GsgCCgZGaWx0ZXISJAoJYWN0b3JfaWRzGAEgAygJQhG6SA6SAQsIABAZIgVyA7ABARJBChBhY3Rvcl9wcmluY2lwYWxzGAIgAygOMhQuZ2l0cG9kLnYxLlByaW5jaXBhbEIRukgOkgELCAAQGSIFggECEAESJgoLc3ViamVjdF9pZHMYAyADKAlCEbpIDpIBCwgAEBkiBXIDsAEBEkEKDXN1YmplY3RfdHlwZXMYBCADKA4yFy5naXRwb2QudjEuUmVzb3VyY2VUeXBlQhG6SA6SAQsIABAZIgWCAQIQARItCgRmcm9tGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgAiAEBEisKAnRvGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcEgBiAEBQgcKBV9mcm9tQgUKA190byKZAwoVTGlzdEF1ZGl0TG9nc1Jlc3BvbnNlEj8KB2VudHJpZXMYASADKAsyLi5naXRwb2QudjEuTGlzdEF1ZGl0TG9nc1Jlc3BvbnNlLkF1ZGl0TG9nRW50cnkSMQoKcGFnaW5hdGlvbhgCIAEoCzIdLmdpdHBvZC52MS5QYWdpbmF0aW9uUmVzcG9uc2UaiwIKDUF1ZGl0TG9nRW50cnkSCgoCaWQYASABKAkSEAoIYWN0b3JfaWQYAiABKAkSLQoPYWN0b3JfcHJpbmNpcGFsGAMgASgOMhQuZ2l0cG9kLnYxLlByaW5jaXBhbBISCgpzdWJqZWN0X2lkGAQgASgJEi0KDHN1YmplY3RfdHlwZRgFIAEoDjIXLmdpdHBvZC52MS5SZXNvdXJjZVR5cGUSDgoGYWN0aW9uGAYgASgJEi4KCmNyZWF0ZWRfYXQYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEioKBGtpbmQYCCABKA4yHC5naXRwb2QudjEuQXVkaXRMb2dFbnRyeUtpbmQiPQoSR2V0QXVkaXRMb2dSZXF1ZXN0EicKEmF1ZGl0X2xvZ19lbnRyeV9pZBgBIAEoCUILukgIyAEBcgOwAQEijgEKE0dldEF1ZGl0TG9nUmVzcG9uc2USRQoFZW50cnkYASABKAsyLi5naXRwb2QudjEuTGlzdEF1ZGl0TG9nc1Jlc3BvbnNlLkF1ZGl0TG9nRW50cnlCBrpIA8gBARIwCgdkZXRhaWxzGAIgASgLMh8uZ2l0cG9kLnYxLkF1ZGl0TG9nRW50cnlEZXRhaWxzImAKFEF1ZGl0TG9nRW50cnlEZXRhaWxzEjYKCXZldG9fZXhlYxgBIAEoCzIhLmdpdHBvZC52MS5SZXBvcnRFeGVjRXZlbnRSZXF1ZXN0SABCEAoHcGF5bG9hZBIFukgCCAEqugEKEVJlc291cmNlT3BlcmF0aW9uEiIKHlJFU09VUkNFX09QRVJBVElPTl9VTlNQRUNJRklFRBAAEh0KGVJFU09VUkNFX09QRVJBVElPTl9DUkVBVEUQARIdChlSRVNPVVJDRV9PUEVSQVRJT05fVVBEQVRFEAISHQoZUkVTT1VSQ0VfT1BFUkFUSU9OX0RFTEVURRADEiQKIFJFU09VUkNFX09QRVJBVElPTl9VUERBVEVfU1RBVFVTEAQqrgIKEUF1ZGl0TG9nRW50cnlLaW5kEiQKIEFVRElUX0xPR19FTlRSWV9LSU5EX1VOU1BFQ0lGSUVEEAASOAowQVVESVRfTE9HX0VOVFJZX0tJTkRfQUdFTlRfU0VDVVJJVFlfRVhFQ19CTE9DS0VEEAEaAggBEjgKMEFVRElUX0xPR19FTlRSWV9LSU5EX0FHRU5UX1NFQ1VSSVRZX0VYRUNfQVVESVRFRBACGgIIARIoCiRBVURJVF9MT0dfRU5UUllfS0lORF9SRVNPVVJDRV9DSEFOR0UQAxIqCiZBVURJVF9MT0dfRU5UUllfS0lORF9DUkVERU5USUFMX0FDQ0VTUxAEEikKJUFVRElUX0xPR19FTlRSWV9LSU5EX0VOVklST05NRU5UX1ZFVE8QBSrTDQoMUmVzb3VyY2VUeXBlEh0KGVJFU09VUkNFX1RZUEVfVU5TUEVDSUZJRUQQABIdChlSRVNPVVJDRV9UWVBFX0VOVklST05NRU5UEAESGAoUUkVTT1VSQ0VfVFlQRV9SVU5ORVIQAhIZChVSRVNPVVJDRV9UWVBFX1BST0pFQ1QQAxIWChJSRVNPVVJDRV9UWVBFX1RBU0sQBBIgChxSRVNPVVJDRV9UWVBFX1RBU0tfRVhFQ1VUSU9OEAUSGQoVUkVTT1VSQ0VfVFlQRV9TRVJWSUNFEAYSHgoaUkVTT1VSQ0VfVFlQRV9PUkdBTklaQVRJT04QBxIWChJSRVNPVVJDRV9UWVBFX1VTRVIQCBIjCh9SRVNPVVJDRV9UWVBFX0VOVklST05NRU5UX0NMQVNTEAkSKAokUkVTT1VSQ0VfVFlQRV9SVU5ORVJfU0NNX0lOVEVHUkFUSU9OEAoSKwonUkVTT1VSQ0VfVFlQRV9IT1NUX0FVVEhFTlRJQ0FUSU9OX1RPS0VOEAsSFwoTUkVTT1VSQ0VfVFlQRV9HUk9VUBAMEicKI1JFU09VUkNFX1RZUEVfUEVSU09OQUxfQUNDRVNTX1RPS0VOEA0SIQodUkVTT1VSQ0VfVFlQRV9VU0VSX1BSRUZFUkVOQ0UQDhIhCh1SRVNPVVJDRV9UWVBFX1NFUlZJQ0VfQUNDT1VOVBAPEhgKFFJFU09VUkNFX1RZUEVfU0VDUkVUEBASHAoYUkVTT1VSQ0VfVFlQRV9TU09fQ09ORklHEBESJQohUkVTT1VSQ0VfVFlQRV9ET01BSU5fVkVSSUZJQ0FUSU9OEBISIQodUkVTT1VSQ0VfVFlQRV9BR0VOVF9FWEVDVVRJT04QExIoCiRSRVNPVVJDRV9UWVBFX1JVTk5FUl9MTE1fSU5URUdSQVRJT04QFBIXChNSRVNPVVJDRV9UWVBFX0FHRU5UEBUSJQohUkVTT1VSQ0VfVFlQRV9FTlZJUk9OTUVOVF9TRVNTSU9OEBYSHQoZUkVTT1VSQ0VfVFlQRV9VU0VSX1NFQ1JFVBAXEiUKIVJFU09VUkNFX1RZUEVfT1JHQU5JWkFUSU9OX1BPTElDWRAYEiUKIVJFU09VUkNFX1RZUEVfT1JHQU5JWkFUSU9OX1NFQ1JFVBAZEisKJ1JFU09VUkNFX1RZUEVfUFJPSkVDVF9FTlZJUk9OTUVOVF9DTEFTUxAaEhkKFVJFU09VUkNFX1RZUEVfQklMTElORxAbEhgKFFJFU09VUkNFX1RZUEVfUFJPTVBUEBwSGAoUUkVTT1VSQ0VfVFlQRV9DT1VQT04QHRIjCh9SRVNPVVJDRV9UWVBFX0NPVVBPTl9SRURFTVBUSU9OEB4SGQoVUkVTT1VSQ0VfVFlQRV9BQ0NPVU5UEB8SHQoZUkVTT1VSQ0VfVFlQRV9JTlRFR1JBVElPThAgEhoKFlJFU09VUkNFX1RZUEVfV09SS0ZMT1cQIRIkCiBSRVNPVVJDRV9UWVBFX1dPUktGTE9XX0VYRUNVVElPThAiEisKJ1JFU09VUkNFX1RZUEVfV09SS0ZMT1dfRVhFQ1VUSU9OX0FDVElPThAjEhoKFlJFU09VUkNFX1RZUEVfU05BUFNIT1QQJBIaChZSRVNPVVJDRV9UWVBFX1BSRUJVSUxEECUSLgoqUkVTT1VSQ0VfVFlQRV9PUkdBTklaQVRJT05fTExNX0lOVEVHUkFUSU9OECYSHwobUkVTT1VSQ0VfVFlQRV9DVVNUT01fRE9NQUlOECcSKQolUkVTT1VSQ0VfVFlQRV9ST0xFX0FTU0lHTk1FTlRfQ0hBTkdFRBAoEioKJlJFU09VUkNFX1RZUEVfR1JPVVBfTUVNQkVSU0hJUF9DSEFOR0VEECkSGQoVUkVTT1VSQ0VfVFlQRV9XRUJIT09LECoSJAogUkVTT1VSQ0VfVFlQRV9TQ0lNX0NPTkZJR1VSQVRJT04QKxIoCiRSRVNPVVJDRV9UWVBFX1NFUlZJQ0VfQUNDT1VOVF9TRUNSRVQQLBIlCiFSRVNPVVJDRV9UWVBFX0FOTk9VTkNFTUVOVF9CQU5ORVIQLRInCiNSRVNPVVJDRV9UWVBFX1NFUlZJQ0VfQUNDT1VOVF9UT0tFThAuEiEKHVJFU09VUkNFX1RZUEVfUk9MRV9BU1NJR05NRU5UEC8SGwoXUkVTT1VSQ0VfVFlQRV9XQVJNX1BPT0wQMBIeChpSRVNPVVJDRV9UWVBFX05PVElGSUNBVElPThAxEiEKHVJFU09VUkNFX1RZUEVfU0VDVVJJVFlfUE9MSUNZEDIyigIKDEV2ZW50U2VydmljZRJOCgtXYXRjaEV2ZW50cxIdLmdpdHBvZC52MS5XYXRjaEV2ZW50c1JlcXVlc3QaHi5naXRwb2QudjEuV2F0Y2hFdmVudHNSZXNwb25zZTABElcKDUxpc3RBdWRpdExvZ3MSHy5naXRwb2QudjEuTGlzdEF1ZGl0TG9nc1JlcXVlc3QaIC5naXRwb2QudjEuTGlzdEF1ZGl0TG9nc1Jlc3BvbnNlIgOQAgESUQoLR2V0QXVkaXRMb2cSHS5naXRwb2QudjEuR2V0QXVkaXRMb2dSZXF1ZXN0Gh4uZ2l0cG9kLnYxLkdldEF1ZGl0TG9nUmVzcG9uc2UiA5ACAWIGcHJvdG8z", [file_buf_validate_validate, file_gitpod_v1_agent_security, file_gitpod_v1_identity, file_gitpod_v1_pagination, file_google_protobuf_timestamp]);
+
+/**
+ * Request for WatchEvents.
+ *
+ * @generated from message gitpod.v1.WatchEventsRequest
+ */
+export type WatchEventsRequest = Message<"gitpod.v1.WatchEventsRequest"> & {
+  /**
+   * Scope of the stream; unset means the caller's organization.
+   *
+   * @generated from oneof gitpod.v1.WatchEventsRequest.scope
+   */
+  scope: {
+    /**
+     * Events of the caller's organization.
+     *
+     * @generated from field: bool organization = 1;
+     */
+    value: boolean;
+    case: "organization";
+  } | {
+    /**
+     * Events of one environment (this server has no environments: rejected).
+     *
+     * @generated from field: string environment_id = 2;
+     */
+    value: string;
+    case: "environmentId";
+  } | { case: undefined; value?: undefined };
+
+  /**
+   * Organization scope only; at most 50 entries.
+   *
+   * @generated from field: repeated gitpod.v1.WatchEventsRequest.ResourceTypeFilter resource_type_filters = 3;
+   */
+  resourceTypeFilters: WatchEventsRequest_ResourceTypeFilter[];
+};
+
+/**
+ * Describes the message gitpod.v1.WatchEventsRequest.
+ * Use `create(WatchEventsRequestSchema)` to create a new message.
+ */
+export const WatchEventsRequestSchema: GenMessage<WatchEventsRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 0);
+
+/**
+ * Limits delivery to one resource type (and optionally ids or creators); entries are OR-ed.
+ *
+ * @generated from message gitpod.v1.WatchEventsRequest.ResourceTypeFilter
+ */
+export type WatchEventsRequest_ResourceTypeFilter = Message<"gitpod.v1.WatchEventsRequest.ResourceTypeFilter"> & {
+  /**
+   * @generated from field: gitpod.v1.ResourceType resource_type = 1;
+   */
+  resourceType: ResourceType;
+
+  /**
+   * @generated from field: repeated string resource_ids = 2;
+   */
+  resourceIds: string[];
+
+  /**
+   * @generated from field: repeated string creator_ids = 3;
+   */
+  creatorIds: string[];
+};
+
+/**
+ * Describes the message gitpod.v1.WatchEventsRequest.ResourceTypeFilter.
+ * Use `create(WatchEventsRequest_ResourceTypeFilterSchema)` to create a new message.
+ */
+export const WatchEventsRequest_ResourceTypeFilterSchema: GenMessage<WatchEventsRequest_ResourceTypeFilter> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 0, 0);
+
+/**
+ * One change notice: what happened to which resource. No payload; fetch the resource to see it.
+ *
+ * @generated from message gitpod.v1.WatchEventsResponse
+ */
+export type WatchEventsResponse = Message<"gitpod.v1.WatchEventsResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.ResourceOperation operation = 1;
+   */
+  operation: ResourceOperation;
+
+  /**
+   * @generated from field: gitpod.v1.ResourceType resource_type = 2;
+   */
+  resourceType: ResourceType;
+
+  /**
+   * @generated from field: string resource_id = 3;
+   */
+  resourceId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.WatchEventsResponse.
+ * Use `create(WatchEventsResponseSchema)` to create a new message.
+ */
+export const WatchEventsResponseSchema: GenMessage<WatchEventsResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 1);
+
+/**
+ * Request for ListAuditLogs.
+ *
+ * @generated from message gitpod.v1.ListAuditLogsRequest
+ */
+export type ListAuditLogsRequest = Message<"gitpod.v1.ListAuditLogsRequest"> & {
+  /**
+   * @generated from field: gitpod.v1.PaginationRequest pagination = 1;
+   */
+  pagination?: PaginationRequest | undefined;
+
+  /**
+   * @generated from field: gitpod.v1.ListAuditLogsRequest.Filter filter = 2;
+   */
+  filter?: ListAuditLogsRequest_Filter | undefined;
+
+  /**
+   * Only createdAt is supported; unset means createdAt descending.
+   *
+   * @generated from field: gitpod.v1.Sort sort = 3;
+   */
+  sort?: Sort | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.ListAuditLogsRequest.
+ * Use `create(ListAuditLogsRequestSchema)` to create a new message.
+ */
+export const ListAuditLogsRequestSchema: GenMessage<ListAuditLogsRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 2);
+
+/**
+ * Restricts the entries: OR within one list, AND across lists; from inclusive, to exclusive.
+ *
+ * @generated from message gitpod.v1.ListAuditLogsRequest.Filter
+ */
+export type ListAuditLogsRequest_Filter = Message<"gitpod.v1.ListAuditLogsRequest.Filter"> & {
+  /**
+   * @generated from field: repeated string actor_ids = 1;
+   */
+  actorIds: string[];
+
+  /**
+   * @generated from field: repeated gitpod.v1.Principal actor_principals = 2;
+   */
+  actorPrincipals: Principal[];
+
+  /**
+   * @generated from field: repeated string subject_ids = 3;
+   */
+  subjectIds: string[];
+
+  /**
+   * @generated from field: repeated gitpod.v1.ResourceType subject_types = 4;
+   */
+  subjectTypes: ResourceType[];
+
+  /**
+   * @generated from field: optional google.protobuf.Timestamp from = 5;
+   */
+  from?: Timestamp | undefined;
+
+  /**
+   * @generated from field: optional google.protobuf.Timestamp to = 6;
+   */
+  to?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.ListAuditLogsRequest.Filter.
+ * Use `create(ListAuditLogsRequest_FilterSchema)` to create a new message.
+ */
+export const ListAuditLogsRequest_FilterSchema: GenMessage<ListAuditLogsRequest_Filter> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 2, 0);
+
+/**
+ * Response of ListAuditLogs.
+ *
+ * @generated from message gitpod.v1.ListAuditLogsResponse
+ */
+export type ListAuditLogsResponse = Message<"gitpod.v1.ListAuditLogsResponse"> & {
+  /**
+   * @generated from field: repeated gitpod.v1.ListAuditLogsResponse.AuditLogEntry entries = 1;
+   */
+  entries: ListAuditLogsResponse_AuditLogEntry[];
+
+  /**
+   * @generated from field: gitpod.v1.PaginationResponse pagination = 2;
+   */
+  pagination?: PaginationResponse | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.ListAuditLogsResponse.
+ * Use `create(ListAuditLogsResponseSchema)` to create a new message.
+ */
+export const ListAuditLogsResponseSchema: GenMessage<ListAuditLogsResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 3);
+
+/**
+ * One audit log entry: who (actor) did what (action) to which resource (subject), and when.
+ *
+ * @generated from message gitpod.v1.ListAuditLogsResponse.AuditLogEntry
+ */
+export type ListAuditLogsResponse_AuditLogEntry = Message<"gitpod.v1.ListAuditLogsResponse.AuditLogEntry"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string actor_id = 2;
+   */
+  actorId: string;
+
+  /**
+   * @generated from field: gitpod.v1.Principal actor_principal = 3;
+   */
+  actorPrincipal: Principal;
+
+  /**
+   * @generated from field: string subject_id = 4;
+   */
+  subjectId: string;
+
+  /**
+   * @generated from field: gitpod.v1.ResourceType subject_type = 5;
+   */
+  subjectType: ResourceType;
+
+  /**
+   * @generated from field: string action = 6;
+   */
+  action: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp created_at = 7;
+   */
+  createdAt?: Timestamp | undefined;
+
+  /**
+   * @generated from field: gitpod.v1.AuditLogEntryKind kind = 8;
+   */
+  kind: AuditLogEntryKind;
+};
+
+/**
+ * Describes the message gitpod.v1.ListAuditLogsResponse.AuditLogEntry.
+ * Use `create(ListAuditLogsResponse_AuditLogEntrySchema)` to create a new message.
+ */
+export const ListAuditLogsResponse_AuditLogEntrySchema: GenMessage<ListAuditLogsResponse_AuditLogEntry> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 3, 0);
+
+/**
+ * Request for GetAuditLog.
+ *
+ * @generated from message gitpod.v1.GetAuditLogRequest
+ */
+export type GetAuditLogRequest = Message<"gitpod.v1.GetAuditLogRequest"> & {
+  /**
+   * @generated from field: string audit_log_entry_id = 1;
+   */
+  auditLogEntryId: string;
+};
+
+/**
+ * Describes the message gitpod.v1.GetAuditLogRequest.
+ * Use `create(GetAuditLogRequestSchema)` to create a new message.
+ */
+export const GetAuditLogRequestSchema: GenMessage<GetAuditLogRequest> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 4);
+
+/**
+ * Response of GetAuditLog.
+ *
+ * @generated from message gitpod.v1.GetAuditLogResponse
+ */
+export type GetAuditLogResponse = Message<"gitpod.v1.GetAuditLogResponse"> & {
+  /**
+   * @generated from field: gitpod.v1.ListAuditLogsResponse.AuditLogEntry entry = 1;
+   */
+  entry?: ListAuditLogsResponse_AuditLogEntry | undefined;
+
+  /**
+   * Absent when the entry has no typed details (always, on this server).
+   *
+   * @generated from field: gitpod.v1.AuditLogEntryDetails details = 2;
+   */
+  details?: AuditLogEntryDetails | undefined;
+};
+
+/**
+ * Describes the message gitpod.v1.GetAuditLogResponse.
+ * Use `create(GetAuditLogResponseSchema)` to create a new message.
+ */
+export const GetAuditLogResponseSchema: GenMessage<GetAuditLogResponse> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 5);
+
+/**
+ * Typed evidence stored with an audit log entry.
+ *
+ * @generated from message gitpod.v1.AuditLogEntryDetails
+ */
+export type AuditLogEntryDetails = Message<"gitpod.v1.AuditLogEntryDetails"> & {
+  /**
+   * @generated from oneof gitpod.v1.AuditLogEntryDetails.payload
+   */
+  payload: {
+    /**
+     * @generated from field: gitpod.v1.ReportExecEventRequest veto_exec = 1;
+     */
+    value: ReportExecEventRequest;
+    case: "vetoExec";
+  } | { case: undefined; value?: undefined };
+};
+
+/**
+ * Describes the message gitpod.v1.AuditLogEntryDetails.
+ * Use `create(AuditLogEntryDetailsSchema)` to create a new message.
+ */
+export const AuditLogEntryDetailsSchema: GenMessage<AuditLogEntryDetails> = /*@__PURE__*/
+  messageDesc(file_gitpod_v1_event, 6);
+
+/**
+ * Kind of change an event reports. UPDATE_STATUS: only the status changed.
+ *
+ * @generated from enum gitpod.v1.ResourceOperation
+ */
+export enum ResourceOperation {
+  /**
+   * @generated from enum value: RESOURCE_OPERATION_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: RESOURCE_OPERATION_CREATE = 1;
+   */
+  CREATE = 1,
+
+  /**
+   * @generated from enum value: RESOURCE_OPERATION_UPDATE = 2;
+   */
+  UPDATE = 2,
+
+  /**
+   * @generated from enum value: RESOURCE_OPERATION_DELETE = 3;
+   */
+  DELETE = 3,
+
+  /**
+   * @generated from enum value: RESOURCE_OPERATION_UPDATE_STATUS = 4;
+   */
+  UPDATE_STATUS = 4,
+}
+
+/**
+ * Describes the enum gitpod.v1.ResourceOperation.
+ */
+export const ResourceOperationSchema: GenEnum<ResourceOperation> = /*@__PURE__*/
+  enumDesc(file_gitpod_v1_event, 0);
+
+/**
+ * Coarse family of an audit log entry.
+ *
+ * @generated from enum gitpod.v1.AuditLogEntryKind
+ */
+export enum AuditLogEntryKind {
+  /**
+   * @generated from enum value: AUDIT_LOG_ENTRY_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: AUDIT_LOG_ENTRY_KIND_AGENT_SECURITY_EXEC_BLOCKED = 1 [deprecated = true];
+   * @deprecated
+   */
+  AGENT_SECURITY_EXEC_BLOCKED = 1,
+
+  /**
+   * @generated from enum value: AUDIT_LOG_ENTRY_KIND_AGENT_SECURITY_EXEC_AUDITED = 2 [deprecated = true];
+   * @deprecated
+   */
+  AGENT_SECURITY_EXEC_AUDITED = 2,
+
+  /**
+   * @generated from enum value: AUDIT_LOG_ENTRY_KIND_RESOURCE_CHANGE = 3;
+   */
+  RESOURCE_CHANGE = 3,
+
+  /**
+   * @generated from enum value: AUDIT_LOG_ENTRY_KIND_CREDENTIAL_ACCESS = 4;
+   */
+  CREDENTIAL_ACCESS = 4,
+
+  /**
+   * @generated from enum value: AUDIT_LOG_ENTRY_KIND_ENVIRONMENT_VETO = 5;
+   */
+  ENVIRONMENT_VETO = 5,
+}
+
+/**
+ * Describes the enum gitpod.v1.AuditLogEntryKind.
+ */
+export const AuditLogEntryKindSchema: GenEnum<AuditLogEntryKind> = /*@__PURE__*/
+  enumDesc(file_gitpod_v1_event, 1);
 
 /**
  * Kind of resource an event, an audit log entry or a role assignment refers to.
@@ -277,5 +695,46 @@ export enum ResourceType {
  * Describes the enum gitpod.v1.ResourceType.
  */
 export const ResourceTypeSchema: GenEnum<ResourceType> = /*@__PURE__*/
-  enumDesc(file_gitpod_v1_event, 0);
+  enumDesc(file_gitpod_v1_event, 2);
+
+/**
+ * EventService streams change notices for the resources of an organization and serves its
+ * audit log. Numbers, names and rules as in docs/reference/gitpod-v1-events.md (public B1 flavour).
+ *
+ * @generated from service gitpod.v1.EventService
+ */
+export const EventService: GenService<{
+  /**
+   * Streams one notice per change of a resource the caller may see in its organization.
+   * Also served as JSON Lines (Accept: application/jsonl) for the official SDK; see docs/events.md.
+   *
+   * @generated from rpc gitpod.v1.EventService.WatchEvents
+   */
+  watchEvents: {
+    methodKind: "server_streaming";
+    input: typeof WatchEventsRequestSchema;
+    output: typeof WatchEventsResponseSchema;
+  },
+  /**
+   * Lists the audit log of the caller's organization, newest first by default.
+   *
+   * @generated from rpc gitpod.v1.EventService.ListAuditLogs
+   */
+  listAuditLogs: {
+    methodKind: "unary";
+    input: typeof ListAuditLogsRequestSchema;
+    output: typeof ListAuditLogsResponseSchema;
+  },
+  /**
+   * Fetches one audit log entry.
+   *
+   * @generated from rpc gitpod.v1.EventService.GetAuditLog
+   */
+  getAuditLog: {
+    methodKind: "unary";
+    input: typeof GetAuditLogRequestSchema;
+    output: typeof GetAuditLogResponseSchema;
+  },
+}> = /*@__PURE__*/
+  serviceDesc(file_gitpod_v1_event, 0);
 
