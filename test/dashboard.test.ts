@@ -162,6 +162,8 @@ describe("the dashboard in Chromium", () => {
     await page.keyboard.type(user.apiKey);
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { name: "Runners", level: 1 }).waitFor();
+    // The WatchEvents stream is open.
+    await page.locator(".live", { hasText: /^Live$/ }).waitFor();
     expect(await page.evaluate(() => sessionStorage.getItem("rcp.apiKey"))).toBe(user.apiKey);
     expect(page.url()).not.toContain(user.apiKey);
     expect(await page.evaluate(() => localStorage.length)).toBe(0);

@@ -178,9 +178,7 @@ function LiveBadge({ state }: { state: LiveState }) {
   const text =
     state.mode === "watching"
       ? "Live"
-      : state.mode === "polling"
-        ? `Live (polling every ${state.intervalSeconds} s)`
-        : state.mode === "reconnecting"
+      : state.mode === "reconnecting"
           ? "Reconnecting…"
           : "Connecting…";
   return (

@@ -1,34 +1,89 @@
-// Live updates: keeps every runner query of the page current without a reload.
-//
-// INTERIM (until EventService.WatchEvents of issue #16 is merged): the runner queries are
-// re-read every 2 s. The page does not depend on how: when WatchEvents lands, this file
-// switches to the stream and re-lists on every reconnect, and nothing else changes.
+// Live updates: keeps every runner query of the page current without a reload, through
+// EventService.WatchEvents. Each event (a runner created, changed, deleted, its phase flipped by
+// the server's sweeper; a policy changed) re-reads the runner queries the page shows, coalesced.
+// When the stream drops it reconnects with a growing delay, and re-lists once it is back, since
+// events sent while it was away are not replayed.
 import { useEffect, useState } from "react";
 import { useQueryClient } from "@tanstack/react-query";
-import { createConnectQueryKey } from "@connectrpc/connect-query";
+import { createConnectQueryKey, useTransport } from "@connectrpc/connect-query";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { RunnerService } from "../../gen/gitpod/v1/runner_pb.js";
+import { GroupService } from "../../gen/gitpod/v1/group_pb.js";
+import { EventService, ResourceOperation } from "../../gen/gitpod/v1/event_pb.js";
 
-export type LiveState =
-  | { mode: "connecting" }
-  | { mode: "watching" }
-  | { mode: "polling"; intervalSeconds: number }
-  | { mode: "reconnecting"; reason: string };
+export type LiveState = { mode: "connecting" } | { mode: "watching" } | { mode: "reconnecting"; reason: string };
 
-const POLL_MS = 2_000;
+/** Re-reads of a burst of events become one. */
+const COALESCE_MS = 150;
+const RECONNECT_FIRST_MS = 500;
+const RECONNECT_MAX_MS = 10_000;
 
-/** Re-reads every RunnerService query that a page shows. */
+/** Re-reads every RunnerService (and GroupService: policy names) query that a page shows. */
 export function useRefreshRunners(): () => Promise<void> {
   const queryClient = useQueryClient();
-  return () => queryClient.invalidateQueries({ queryKey: createConnectQueryKey({ schema: RunnerService, cardinality: undefined }) });
+  return async () => {
+    await Promise.all(
+      [RunnerService, GroupService].map((schema) => queryClient.invalidateQueries({ queryKey: createConnectQueryKey({ schema, cardinality: undefined }) })),
+    );
+  };
 }
 
 export function LiveUpdates({ onState }: { onState: (state: LiveState) => void }) {
+  const transport = useTransport();
   const refresh = useRefreshRunners();
   useEffect(() => {
-    onState({ mode: "polling", intervalSeconds: POLL_MS / 1000 });
-    const timer = setInterval(() => void refresh(), POLL_MS);
-    return () => clearInterval(timer);
-  }, []);
+    const stop = new AbortController();
+    const client = createClient(EventService, transport);
+    let pending: ReturnType<typeof setTimeout> | undefined;
+    const soon = () => {
+      pending ??= setTimeout(() => {
+        pending = undefined;
+        void refresh();
+      }, COALESCE_MS);
+    };
+    const sleep = (ms: number) => new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, ms);
+      stop.signal.addEventListener("abort", () => (clearTimeout(timer), resolve()), { once: true });
+    });
+
+    void (async () => {
+      let delay = RECONNECT_FIRST_MS;
+      let reason = "the stream ended";
+      for (let attempt = 0; !stop.signal.aborted; attempt++) {
+        const opened = () => {
+          onState({ mode: "watching" });
+          delay = RECONNECT_FIRST_MS;
+          // What changed while the stream was not there is not replayed: read it all again.
+          if (attempt > 0) soon();
+        };
+        try {
+          // The whole organization, every resource type: runners, their policies, groups.
+          const stream = client.watchEvents({ scope: { case: "organization", value: true } }, { signal: stop.signal, onHeader: opened, timeoutMs: 0 });
+          for await (const event of stream) {
+            if (event.operation === ResourceOperation.UNSPECIFIED) continue; // a keepalive
+            soon();
+          }
+        } catch (err) {
+          if (stop.signal.aborted) return;
+          const error = ConnectError.from(err);
+          // A revoked key: the next read answers unauthenticated and the app signs out.
+          if (error.code === Code.Unauthenticated) {
+            soon();
+            return;
+          }
+          reason = error.rawMessage;
+        }
+        onState({ mode: "reconnecting", reason });
+        await sleep(delay);
+        delay = Math.min(delay * 2, RECONNECT_MAX_MS);
+      }
+    })();
+    return () => {
+      stop.abort();
+      clearTimeout(pending);
+    };
+    // One stream per transport (the page keeps it for as long as it is signed in).
+  }, [transport]);
   return null;
 }
 

@@ -49,7 +49,10 @@ function base64(bytes: Uint8Array): string {
 
 export function RunnerDetail({ runnerId, settings }: { runnerId: string; settings: Settings }) {
   const now = useNow();
-  const query = useQuery(RunnerService.method.getRunner, { runnerId });
+  // Set while this page deletes the runner: it must not read it again (its DELETE event may come
+  // before DeleteRunner's answer).
+  const [deleting, setDeleting] = useState(false);
+  const query = useQuery(RunnerService.method.getRunner, { runnerId }, { enabled: !deleting });
   const runner = query.data?.runner;
   useRefreshAt([runner && phaseExpiresAt(runner, settings)]);
   const heading = useRef<HTMLHeadingElement>(null);
@@ -177,7 +180,7 @@ export function RunnerDetail({ runnerId, settings }: { runnerId: string; setting
         <EditRunner runner={runner} />
         <NewToken runner={runner} settings={settings} />
         <Policies runnerId={runner.runnerId} />
-        <DeleteRunner runner={runner} />
+        <DeleteRunner runner={runner} onDeleting={setDeleting} />
       </div>
 
       <details className="card raw">
@@ -295,13 +298,14 @@ function NewToken({ runner, settings }: { runner: Runner; settings: Settings }) 
   );
 }
 
-function DeleteRunner({ runner }: { runner: Runner }) {
+function DeleteRunner({ runner, onDeleting }: { runner: Runner; onDeleting: (deleting: boolean) => void }) {
   const dialog = useRef<HTMLDialogElement>(null);
   const [failure, setFailure] = useState<string>();
   const remove = useMutation(RunnerService.method.deleteRunner);
   const refresh = useRefreshRunners();
   const confirm = async () => {
     setFailure(undefined);
+    onDeleting(true);
     try {
       await remove.mutateAsync({ runnerId: runner.runnerId });
       dialog.current?.close();
@@ -309,6 +313,7 @@ function DeleteRunner({ runner }: { runner: Runner }) {
       navigate("/");
       void refresh();
     } catch (err) {
+      onDeleting(false);
       setFailure(describeError(err));
     }
   };

@@ -32,7 +32,12 @@ export function watchEvents(hub: EventHub, user: UserCaller, request: WatchEvent
 export function eventService(hub: EventHub, audit: AuditLog, shutdown: AbortSignal): ServiceImpl<typeof EventService> {
   return {
     async *watchEvents(request, ctx) {
-      yield* watchEvents(hub, requireUser(ctx), request, ctx.signal, shutdown);
+      const events = watchEvents(hub, requireUser(ctx), request, ctx.signal, shutdown);
+      // A keepalive at once, after the subscription is made: Connect and gRPC send the response
+      // headers with the first message, so a client (the web dashboard) learns that the stream
+      // is open, and that no later change will be missed, without waiting for the first idle period.
+      yield KEEPALIVE;
+      yield* events;
     },
 
     async listAuditLogs(request, ctx) {
