@@ -16,6 +16,7 @@ import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { failure, startServer, type TestServer, type TestUser } from "./harness.js";
 import { RunnerProcess } from "./runner-process.js";
 import { TestRunner } from "./runner-client.js";
+import { TcpProxy } from "./tcp-proxy.js";
 
 /**
  * The page compares the server's timestamps with the browser's clock ("heartbeat 2 s ago"), and a
@@ -331,5 +332,38 @@ describe("the dashboard in Chromium", () => {
     await row("made by the API").waitFor({ timeout: 5_000 });
     expect(loads).toBe(loadsBefore);
     expect(problems).toEqual([]);
+  });
+});
+
+describe("live updates when the connection drops", () => {
+  let context: BrowserContext;
+  let proxy: TcpProxy;
+  let origin: string;
+
+  beforeAll(async () => {
+    proxy = new TcpProxy({ host: "127.0.0.1", port: server.port });
+    origin = TcpProxy.via(server.baseUrl, await proxy.start()).replace(/\/$/, "");
+    context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    // Signed in already: the key in this tab's session storage, as the sign-in form leaves it.
+    await context.addInitScript((key: string) => sessionStorage.setItem("rcp.apiKey", key), user.apiKey);
+  });
+  afterAll(async () => {
+    await context?.close();
+    await proxy?.close();
+  });
+
+  it("says it is reconnecting, reconnects, and re-lists what changed while it was away", async () => {
+    const page = await context.newPage();
+    page.setDefaultTimeout(15_000);
+    await page.goto(origin);
+    await page.locator(".live", { hasText: /^Live$/ }).waitFor();
+
+    proxy.cut();
+    await page.locator(".live", { hasText: "Reconnecting…" }).waitFor();
+    // A change the stream cannot bring: it happens while the page is cut off.
+    await server.runners("connect-json", user.apiKey).createRunner({ name: "made while away", provider: RunnerProvider.GCP });
+    proxy.restore();
+    await page.locator(".live", { hasText: /^Live$/ }).waitFor();
+    await page.locator("table.runners tbody tr", { has: page.getByRole("link", { name: "made while away", exact: true }) }).waitFor();
   });
 });
