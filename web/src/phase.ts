@@ -4,9 +4,14 @@
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { RunnerPhase, type Runner } from "../../gen/gitpod/v1/runner_pb.js";
 import { RunnerKind } from "../../gen/gitpod/v1/runner_configuration_pb.js";
-import type { Settings } from "./api.js";
 
 export type Tone = "ok" | "warn" | "bad" | "idle";
+
+/** The server's settings a phase is explained with (GET /dashboard.json). */
+export interface LivenessSettings {
+  livenessWindowSeconds: number;
+  heartbeatSeconds: number;
+}
 
 export interface PhaseView {
   /** The badge: "active", "inactive", … */
@@ -23,7 +28,7 @@ export function dateOf(ts: Timestamp | undefined): Date | undefined {
 /** "12 s", "4 min", "3 h", "2 days" (never negative: clocks of server and browser differ a little). */
 export function duration(ms: number): string {
   const s = Math.max(0, Math.round(ms / 1000));
-  if (s < 90) return `${s} s`;
+  if (s < 120) return `${s} s`;
   const min = Math.round(s / 60);
   if (min < 90) return `${min} min`;
   const h = Math.round(min / 60);
@@ -47,7 +52,7 @@ function lastHeartbeatOf(message: string): Date | undefined {
   return Number.isNaN(date.getTime()) ? undefined : date;
 }
 
-export function phaseView(runner: Runner, now: Date, settings: Pick<Settings, "livenessWindowSeconds" | "heartbeatSeconds">): PhaseView {
+export function phaseView(runner: Runner, now: Date, settings: LivenessSettings): PhaseView {
   const status = runner.status;
   const phase = status?.phase ?? RunnerPhase.UNSPECIFIED;
   const updatedAt = dateOf(status?.updatedAt);
@@ -94,7 +99,7 @@ export function phaseView(runner: Runner, now: Date, settings: Pick<Settings, "l
  * When this runner's phase would next change by the clock alone (an ACTIVE or DEGRADED runner
  * whose window runs out), so the page can ask the server again at that moment.
  */
-export function phaseExpiresAt(runner: Runner, settings: Pick<Settings, "livenessWindowSeconds">): Date | undefined {
+export function phaseExpiresAt(runner: Runner, settings: Pick<LivenessSettings, "livenessWindowSeconds">): Date | undefined {
   const phase = runner.status?.phase;
   if (runner.kind === RunnerKind.LOCAL_CONFIGURATION) return undefined;
   if (phase !== RunnerPhase.ACTIVE && phase !== RunnerPhase.DEGRADED) return undefined;
