@@ -17,6 +17,8 @@ import { failure, startServer, type TestServer, type TestUser } from "./harness.
 import { RunnerProcess } from "./runner-process.js";
 import { TestRunner } from "./runner-client.js";
 import { TcpProxy } from "./tcp-proxy.js";
+import { issueApiKey } from "../src/domain/accounts.js";
+import { IdentityStore } from "../src/store/identity-store.js";
 
 /**
  * The page compares the server's timestamps with the browser's clock ("heartbeat 2 s ago"), and a
@@ -365,5 +367,28 @@ describe("live updates when the connection drops", () => {
     proxy.restore();
     await page.locator(".live", { hasText: /^Live$/ }).waitFor();
     await page.locator("table.runners tbody tr", { has: page.getByRole("link", { name: "made while away", exact: true }) }).waitFor();
+  });
+});
+
+describe("a key revoked while the page is open", () => {
+  it("goes back to sign-in with the reason, and forgets the key", async () => {
+    const identities = new IdentityStore(server.db);
+    const issued = await issueApiKey(identities, server.clock, { organizationSlug: user.organizationSlug, userEmail: "soon-revoked@example.com" });
+    const context = await browser.newContext();
+    try {
+      await context.addInitScript((key: string) => sessionStorage.setItem("rcp.apiKey", key), issued.apiKey);
+      const page = await context.newPage();
+      page.setDefaultTimeout(15_000);
+      await page.goto(server.baseUrl);
+      await page.locator(".live", { hasText: /^Live$/ }).waitFor();
+      await identities.revokeApiKey(issued.id, server.clock.now());
+      // The next read (here: after an event) is refused.
+      await server.runners("connect-json", user.apiKey).createRunner({ name: "after the revocation", provider: RunnerProvider.GCP });
+      await page.getByText("The server no longer accepts this API key: it was revoked or has expired.").waitFor();
+      await page.getByLabel("API key").waitFor();
+      expect(await page.evaluate(() => sessionStorage.getItem("rcp.apiKey"))).toBeNull();
+    } finally {
+      await context.close();
+    }
   });
 });
