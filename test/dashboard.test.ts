@@ -333,6 +333,17 @@ describe("the dashboard in Chromium", () => {
     await server.runners("connect-json", user.apiKey).createRunner({ name: "made by the API", provider: RunnerProvider.GCP });
     await row("made by the API").waitFor({ timeout: 5_000 });
     expect(loads).toBe(loadsBefore);
+
+    // Filters (provider by the API, phase on the page) and sorting.
+    const names = () => page.locator("table.runners tbody tr td:first-child a").allTextContents();
+    await page.locator(".filters").getByLabel("Provider", { exact: true }).selectOption({ label: "GCP" });
+    await expect.poll(names).toEqual(["made by the API"]);
+    await page.locator(".filters").getByLabel("Provider", { exact: true }).selectOption({ label: "All providers" });
+    await page.locator(".filters").getByLabel("Phase", { exact: true }).selectOption({ label: "Degraded" });
+    await expect.poll(names).toEqual(["gpu-pool"]);
+    await page.locator(".filters").getByLabel("Phase", { exact: true }).selectOption({ label: "All phases" });
+    await page.locator(".filters").getByLabel("Sort by", { exact: true }).selectOption({ label: "Name, ascending" });
+    await expect.poll(names).toEqual(["build-box (silent)", "gpu-pool", "Local configuration", "made by the API"]);
     expect(problems).toEqual([]);
   });
 });

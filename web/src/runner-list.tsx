@@ -17,6 +17,14 @@ import { PhaseBadge } from "./phase-badge.js";
 import { EnumOptions } from "./fields.js";
 
 type SortKey = "created" | "name" | "provider" | "phase" | "version" | "region";
+const SORTS: [SortKey, string][] = [
+  ["created", "Created"],
+  ["name", "Name"],
+  ["provider", "Provider"],
+  ["phase", "Phase"],
+  ["version", "Version"],
+  ["region", "Region"],
+];
 
 const PHASE_ORDER: Record<number, number> = {
   [RunnerPhase.DEGRADED]: 0,
@@ -82,7 +90,7 @@ export function RunnerList({ settings, myId }: { settings: Settings; myId: strin
   const header = (key: SortKey, label: string) => {
     const active = sort.key === key;
     return (
-      <th scope="col" aria-sort={active ? (sort.descending ? "descending" : "ascending") : "none"}>
+      <th key={key} scope="col" aria-sort={active ? (sort.descending ? "descending" : "ascending") : "none"}>
         <button
           type="button"
           className="sort"
@@ -108,8 +116,8 @@ export function RunnerList({ settings, myId }: { settings: Settings; myId: strin
 
       <form className="filters" aria-label="Filter runners" onSubmit={(e) => e.preventDefault()}>
         <label>
-          Provider
-          <select
+          <span id="filter-provider-label">Provider</span>
+          <select aria-labelledby="filter-provider-label"
             value={provider}
             onChange={(e) => {
               setProvider(Number(e.target.value));
@@ -121,8 +129,8 @@ export function RunnerList({ settings, myId }: { settings: Settings; myId: strin
           </select>
         </label>
         <label>
-          Phase
-          <select value={phase} onChange={(e) => setPhase(Number(e.target.value))} aria-describedby="phase-filter-help">
+          <span id="filter-phase-label">Phase</span>
+          <select aria-labelledby="filter-phase-label" value={phase} onChange={(e) => setPhase(Number(e.target.value))} aria-describedby="phase-filter-help">
             <option value={0}>All phases</option>
             <EnumOptions schema={RunnerPhaseSchema} skip={[RunnerPhase.DELETING, RunnerPhase.DELETED]} />
           </select>
@@ -139,8 +147,26 @@ export function RunnerList({ settings, myId }: { settings: Settings; myId: strin
           Created by me
         </label>
         <label>
-          Per page
-          <select
+          <span id="filter-sort-label">Sort by</span>
+          <select aria-labelledby="filter-sort-label"
+            value={`${sort.key} ${sort.descending ? "desc" : "asc"}`}
+            onChange={(e) => {
+              const [key, order] = e.target.value.split(" ");
+              setSort({ key: key as SortKey, descending: order === "desc" });
+            }}
+          >
+            {SORTS.map(([key, label]) =>
+              (["desc", "asc"] as const).map((order) => (
+                <option key={`${key} ${order}`} value={`${key} ${order}`}>
+                  {label}, {order === "desc" ? (key === "created" ? "newest first" : "descending") : key === "created" ? "oldest first" : "ascending"}
+                </option>
+              )),
+            )}
+          </select>
+        </label>
+        <label>
+          <span id="filter-page-size-label">Per page</span>
+          <select aria-labelledby="filter-page-size-label"
             value={pageSize}
             onChange={(e) => {
               setPageSize(Number(e.target.value));
@@ -169,11 +195,7 @@ export function RunnerList({ settings, myId }: { settings: Settings; myId: strin
           <caption className="visually-hidden">Runners, page {tokens.length}</caption>
           <thead>
             <tr>
-              {header("name", "Name")}
-              {header("provider", "Provider")}
-              {header("phase", "Phase")}
-              {header("version", "Version")}
-              {header("region", "Region")}
+              {SORTS.filter(([key]) => key !== "created").map(([key, label]) => header(key, label))}
               <th scope="col">Creator</th>
               {header("created", "Created")}
             </tr>
