@@ -344,6 +344,17 @@ describe("the dashboard in Chromium", () => {
     await page.locator(".filters").getByLabel("Phase", { exact: true }).selectOption({ label: "All phases" });
     await page.locator(".filters").getByLabel("Sort by", { exact: true }).selectOption({ label: "Name, ascending" });
     await expect.poll(names).toEqual(["build-box (silent)", "gpu-pool", "Local configuration", "made by the API"]);
+
+    // Paging with the API's page tokens: 4 + 8 runners, 10 a page.
+    for (let i = 1; i <= 8; i++) await server.runners("connect-json", user.apiKey).createRunner({ name: `batch ${i}`, provider: RunnerProvider.GCP });
+    await page.locator(".filters").getByLabel("Per page", { exact: true }).selectOption("10");
+    await expect.poll(async () => (await names()).length).toBe(10);
+    await page.getByRole("button", { name: "Next page" }).click();
+    await page.locator(".pager").getByText("Page 2", { exact: true }).waitFor();
+    await expect.poll(async () => (await names()).length).toBe(2);
+    expect(await page.getByRole("button", { name: "Next page" }).isDisabled()).toBe(true);
+    await page.getByRole("button", { name: "Previous page" }).click();
+    await expect.poll(async () => (await names()).length).toBe(10);
     expect(problems).toEqual([]);
   });
 });

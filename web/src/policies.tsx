@@ -9,8 +9,9 @@ import { describeError } from "./api.js";
 import { shortId } from "./format.js";
 import { EnumOptions, Section } from "./fields.js";
 
-export function Policies({ runnerId }: { runnerId: string }) {
-  const policies = useQuery(RunnerService.method.listRunnerPolicies, { runnerId, pagination: { pageSize: 100 } });
+/** `enabled` is false while the page deletes the runner: its policies are not to be read again. */
+export function Policies({ runnerId, enabled }: { runnerId: string; enabled: boolean }) {
+  const policies = useQuery(RunnerService.method.listRunnerPolicies, { runnerId, pagination: { pageSize: 100 } }, { enabled });
   const groups = useQuery(GroupService.method.listGroups, { pagination: { pageSize: 100 } });
   const [groupId, setGroupId] = useState("");
   const [role, setRole] = useState<number>(RunnerRole.USER);

@@ -179,7 +179,7 @@ export function RunnerDetail({ runnerId, settings }: { runnerId: string; setting
 
         <EditRunner runner={runner} />
         <NewToken runner={runner} settings={settings} />
-        <Policies runnerId={runner.runnerId} />
+        <Policies runnerId={runner.runnerId} enabled={!deleting} />
         <DeleteRunner runner={runner} onDeleting={setDeleting} />
       </div>
 
