@@ -19,6 +19,7 @@ import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { generateToken, hashToken } from "../src/domain/tokens.js";
 import { projectRoot } from "../src/paths.js";
 import { channelRoundTrip, newRunner, openStreams, type StreamsResult } from "./channel.js";
+import { watchLatency, type EventsResult } from "./events.js";
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const PAIRS = Number(process.env.BENCH_PAIRS ?? 3);
@@ -30,6 +31,9 @@ const ONLY = process.env.BENCH_ONLY?.split(",");
 /** WatchRequests streams the `streams` scenario opens (one connection each), over STREAM_RUNNERS runners. */
 const STREAMS = Number(process.env.BENCH_STREAMS ?? 10_000);
 const STREAM_RUNNERS = 100;
+/** WatchEvents streams and runner changes of the `events` scenario (bench/events.ts). */
+const WATCHERS = Number(process.env.BENCH_WATCHERS ?? 1_000);
+const EVENT_CHANGES = Number(process.env.BENCH_EVENT_CHANGES ?? 50);
 const WORKERS = process.env.BENCH_WORKERS; // passed through to the server (node:cluster experiment)
 // pgbench's default (simple) query protocol, which the targets in the performance issue
 // were calibrated with; variables are substituted as text, hence ':org' in the scripts.
@@ -537,6 +541,25 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       log(`streams: ${streams.streams} open in ${streams.openMs.toFixed(0)} ms, RSS ${streams.rssMb.toFixed(0)} MB, event to all in ${streams.eventMs.toFixed(0)} ms (${streams.missed} missed)`);
     }
 
+    // ------------------------------------------------------------ events and audit (bench/events.ts)
+    let events: (EventsResult & { rssMb: number }) | undefined;
+    let audit: { without: number; with: number } | undefined;
+    if (wants("events")) {
+      server.maxRssMb = 0;
+      const result = await watchLatency({
+        port: server.port, apiKey: auth, watchers: WATCHERS, changes: EVENT_CHANGES, log,
+        sampleRss: () => (server!.maxRssMb = Math.max(server!.maxRssMb, rssOf(server!.child.pid!))),
+      });
+      events = { ...result, rssMb: server.maxRssMb };
+      log(`events: ${events.watchers} watchers, change → event p50 ${events.p50.toFixed(1)} ms, p99 ${events.p99.toFixed(1)} ms, max ${events.max.toFixed(1)} ms (${events.missed} missed), RSS ${events.rssMb.toFixed(0)} MB`);
+      // The audit entry's cost on CreateRunner's SQL: the same registration with the audit context
+      // the server sets (the trigger then inserts the entry) and without (events only).
+      const context = JSON.stringify({ t: "runners", a: "CreateRunner", i: "", p: 2, r: "bench-request-id", at: new Date().toISOString() });
+      const audited = sqlFile("registration-audited", readFileSync(registrationTx, "utf8").replace("BEGIN;", `BEGIN;\nSELECT set_config('rcp.audit', '${context}', true);`));
+      audit = { without: pgbench([registrationTx], defines), with: pgbench([audited], defines) };
+      log(`audit: registration ${audit.without.toFixed(0)} tps without the audit entry, ${audit.with.toFixed(0)} tps with it`);
+    }
+
     // ------------------------------------------------------------ report
     const fmt = (n: number, digits = 0) => (Number.isFinite(n) ? n.toFixed(digits) : "–");
     const byKey = (key: string) => results.find((r) => r.scenario.key === key);
@@ -571,6 +594,13 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       lines.push("", `Open WatchRequests streams (one HTTP/1.1 connection each, ${STREAM_RUNNERS} runners): ${streams.streams} open in ${fmt(streams.openMs)} ms, ` +
         `server RSS ${fmt(streams.rssMb)} MB, an EventRunnerConfigurationChange (UpdateRunner of every runner at once) reached all of them in ${fmt(streams.eventMs)} ms (${streams.missed} missed within 10 s).`);
     }
+    if (events) {
+      lines.push("", `WatchEvents: ${events.watchers} streams on one process (gRPC, 100 per HTTP/2 connection) opened in ${fmt(events.openMs)} ms, server RSS ${fmt(events.rssMb)} MB; ` +
+        `UpdateRunner → event on every watcher over ${EVENT_CHANGES} changes: p50 ${fmt(events.p50, 1)} ms, p99 ${fmt(events.p99, 1)} ms, max ${fmt(events.max, 1)} ms (${events.missed} missed within 10 s).`);
+    }
+    if (audit) {
+      lines.push("", `Audit entry on CreateRunner (pgbench, the registration transaction): ${fmt(audit.without)} tps without, ${fmt(audit.with)} tps with (${fmt((1 - audit.with / audit.without) * 100, 1)} % fewer).`);
+    }
     const protocolRows = ["get_h2_json", "get_h2_binary", "get_grpc"].map((key) => [key, median(byKey(key)?.server.map((x) => x.rps) ?? [])] as const);
     const fastest = Math.max(...protocolRows.map(([, rps]) => rps).filter(Number.isFinite));
     if (Number.isFinite(fastest)) {
@@ -592,6 +622,9 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       channel_rtt_p99_ms: fmt((otherRtt ?? channelRows[0]?.m)?.p99 ?? NaN, 1),
       streams: streams ? String(streams.streams) : "–",
       streams_rss_mb: streams ? fmt(streams.rssMb) : "–",
+      watch_streams: events ? String(events.watchers) : "–",
+      event_p99_ms: events ? fmt(events.p99, 1) : "–",
+      audit_overhead: audit ? fmt(1 - audit.with / audit.without, 3) : "–",
       errors: String(results.reduce((sum, r) => sum + r.errors, 0)),
     };
     process.stdout.write(`bench: ${Object.entries(summary).map(([k, v]) => `${k}=${v}`).join(" ")}\n`);

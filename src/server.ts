@@ -214,6 +214,9 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     validateInterceptor(),
   ];
   const events = await eventsAndAudit(app, config, db, clock);
+  metrics.register("rcp_event_streams", "WatchEvents streams open on this process.", "gauge", () => [{ labels: {}, value: events.hub.watchers }]);
+  metrics.register("rcp_events_delivered_total", "Events this process delivered to WatchEvents streams.", "counter", () => [{ labels: {}, value: events.hub.stats.delivered }]);
+  metrics.register("rcp_sweeper_leader", "1 when this process holds the sweeper lease (marks silent runners INACTIVE, prunes the audit log).", "gauge", () => [{ labels: {}, value: events.sweeper.leader ? 1 : 0 }]);
   // The SDK's JSON Lines WatchEvents, in front of Connect on the same path (src/rpc/jsonl-watch.ts).
   app.addHook("onRequest", jsonlWatch({ hub: events.hub, authenticator, shutdown: shutdown.signal, readMaxBytes: config.maxRequestBytes }));
   await registerRpcRoutes(app, {

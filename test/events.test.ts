@@ -14,12 +14,19 @@ import { RunnerPhase, RunnerRole } from "../gen/gitpod/v1/runner_pb.js";
 import { SortOrder } from "../gen/gitpod/v1/pagination_pb.js";
 import { codeOf, protocols, startServer, type Protocol, type TestServer, type TestUser } from "./harness.js";
 import { eventually } from "./runner-client.js";
+import { isolatedDatabase, type IsolatedDatabase } from "./isolated-database.js";
 
+// A database of its own: the sweeper is one per database, and it must be this server's (its clock).
 let server: TestServer;
+let isolated: IsolatedDatabase;
 beforeAll(async () => {
-  server = await startServer({ env: { EVENTS_SWEEP_INTERVAL_MS: "100", EVENTS_KEEPALIVE_SECONDS: "1" } });
+  isolated = await isolatedDatabase();
+  server = await startServer({ db: await isolated.open(), env: { EVENTS_SWEEP_INTERVAL_MS: "100", EVENTS_KEEPALIVE_SECONDS: "1" } });
 });
-afterAll(() => server?.close());
+afterAll(async () => {
+  await server?.close();
+  await isolated?.drop();
+});
 
 const events = (user: TestUser, protocol: Protocol = "connect-json"): Client<typeof EventService> =>
   createClient(EventService, server.transport(protocol, user.apiKey));
@@ -270,5 +277,31 @@ describe("groups, memberships and role assignments", () => {
     expect(entries.map((e) => e.action)).toEqual([
       "CreateGroup", "UpdateGroup", "CreateMembership", "CreateRunner", "CreateRoleAssignment", "DeleteMembership", "DeleteGroup",
     ]);
+  });
+});
+
+describe("server shutdown", () => {
+  it("ends every watch stream: Connect and gRPC cleanly, JSON Lines with a clean end of body", async () => {
+    const own = await startServer();
+    const admin = await own.newUser();
+    const ends = protocols.map(async (protocol) => {
+      const stream = createClient(EventService, own.transport(protocol, admin.apiKey)).watchEvents({});
+      let n = 0;
+      for await (const _ of stream) n++;
+      return n;
+    });
+    const response = await fetch(`${own.baseUrl}/gitpod.v1.EventService/WatchEvents`, {
+      method: "POST",
+      headers: { "content-type": "application/json", accept: "application/jsonl", authorization: `Bearer ${admin.apiKey}` },
+      body: "{}",
+    });
+    expect(response.status).toBe(200);
+    const body = response.text();
+    await eventually(() => ((own.app as unknown as { eventHub: { watchers: number } }).eventHub.watchers === 5 ? true : undefined), 5_000, "five watchers");
+    const started = performance.now();
+    await own.close();
+    expect(await Promise.all(ends)).toEqual([1, 1, 1, 1]); // the opening message, then a clean end
+    expect(await body).toBe("");
+    expect(performance.now() - started).toBeLessThan(5_000);
   });
 });

@@ -28,6 +28,8 @@ export class EventSweeper {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private sweeps = 0;
+  /** A failure is reported once, not on every interval of an outage. */
+  private failing = false;
   /** Whether this process held the lease at its last attempt. */
   leader = false;
   readonly stats = { sweeps: 0, inactive: 0, pruned: 0 };
@@ -58,8 +60,12 @@ export class EventSweeper {
       if (this.sweeps++ % PRUNE_EVERY === 0) {
         this.stats.pruned += await this.store.pruneAuditLog(new Date(now.getTime() - this.options.retentionDays * 86_400_000), PRUNE_BATCH);
       }
+      if (this.failing) this.options.warn({ sweeper: this.id }, "sweeper: sweeping again");
+      this.failing = false;
     } catch (err) {
-      this.options.warn({ err }, "sweeper: a sweep failed; retrying on the next interval");
+      if (!this.failing) this.options.warn({ err }, "sweeper: a sweep failed; retrying every interval");
+      this.failing = true;
+      this.leader = false;
     }
   }
 

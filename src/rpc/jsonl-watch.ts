@@ -9,14 +9,16 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import { fromJson, toJsonString } from "@bufbuild/protobuf";
 import { createValidator } from "@bufbuild/protovalidate";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { codeToHttpStatus, errorToJson } from "@connectrpc/connect/protocol-connect";
+import { codeToHttpStatus, codeToString, errorToJson } from "@connectrpc/connect/protocol-connect";
 import type { onRequestHookHandler } from "fastify";
 import { WatchEventsRequestSchema, WatchEventsResponseSchema, type WatchEventsRequest } from "../../gen/gitpod/v1/event_pb.js";
 import type { Authenticator, UserCaller } from "../domain/auth.js";
 import { permissionDenied } from "../domain/errors.js";
 import type { EventHub } from "../domain/events.js";
 import { watchEvents } from "./services/event-service.js";
+import { isConnectionError } from "../store/db/database.js";
 
+const PROCEDURE = "gitpod.v1.EventService/WatchEvents";
 const PATHS = new Set(["/gitpod.v1.EventService/WatchEvents", "/api/gitpod.v1.EventService/WatchEvents"]);
 
 export interface JsonlWatchOptions {
@@ -42,12 +44,19 @@ export function jsonlWatch(options: JsonlWatchOptions): onRequestHookHandler {
     const raw = request.raw as IncomingMessage;
     const res = reply.raw as ServerResponse;
     res.setHeader("x-request-id", request.id);
+    // Unexpected errors are logged once, with the request id, and answered without internals.
+    const publicError = (err: unknown): ConnectError => {
+      if (err instanceof ConnectError) return err;
+      if (isConnectionError(err)) return new ConnectError("the database is unavailable, retry later", Code.Unavailable);
+      request.log.error({ err, procedure: PROCEDURE }, "rpc failed unexpectedly");
+      return new ConnectError("internal error", Code.Internal);
+    };
     const fail = (err: ConnectError) => {
       if (res.headersSent) return void res.destroy();
       const body = JSON.stringify(errorToJson(err, undefined));
       res.writeHead(codeToHttpStatus(err.code), { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
       res.end(body);
-      request.log.info({ procedure: "gitpod.v1.EventService/WatchEvents", protocol: "jsonl", code: Code[err.code] }, "rpc");
+      request.log.info({ procedure: PROCEDURE, protocol: "application/jsonl", code: codeToString(err.code), message: err.rawMessage }, "rpc");
     };
     void (async () => {
       let user: UserCaller;
@@ -60,15 +69,15 @@ export function jsonlWatch(options: JsonlWatchOptions): onRequestHookHandler {
         const result = validator.validate(WatchEventsRequestSchema, message);
         if (result.kind !== "valid") throw new ConnectError(result.error?.message ?? "invalid request", Code.InvalidArgument);
       } catch (err) {
-        return fail(err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal));
+        return fail(publicError(err));
       }
       const gone = new AbortController();
       res.on("close", () => gone.abort());
       let stream;
       try {
-        stream = watchEvents(options.hub, user, message, gone.signal, options.shutdown);
+        stream = watchEvents(options.hub, user, message, gone.signal, options.shutdown, true);
       } catch (err) {
-        return fail(err instanceof ConnectError ? err : new ConnectError("internal error", Code.Internal));
+        return fail(publicError(err));
       }
       res.writeHead(200, { "content-type": "application/jsonl", "cache-control": "no-store" });
       res.flushHeaders();
@@ -77,8 +86,10 @@ export function jsonlWatch(options: JsonlWatchOptions): onRequestHookHandler {
           if (!res.write(`${toJsonString(WatchEventsResponseSchema, event)}\n`)) await new Promise((resolve) => res.once("drain", resolve));
         }
         res.end();
+        request.log.info({ procedure: PROCEDURE, protocol: "application/jsonl", code: gone.signal.aborted && !options.shutdown.aborted ? "canceled" : "ok" }, "rpc");
       } catch (err) {
-        request.log.info({ procedure: "gitpod.v1.EventService/WatchEvents", protocol: "jsonl", err: (err as Error).message }, "rpc stream cut off");
+        const code = err instanceof ConnectError ? codeToString(err.code) : "internal";
+        request.log.info({ procedure: PROCEDURE, protocol: "application/jsonl", code, message: (err as Error).message }, "rpc (stream cut off)");
         res.destroy();
       }
     })();

@@ -16,13 +16,24 @@ export const KEEPALIVE = create(WatchEventsResponseSchema);
  * The events of one WatchEvents call until the client goes, the server shuts down or the stream
  * must end (an error). Throws before yielding anything for a request it does not serve.
  */
-export function watchEvents(hub: EventHub, user: UserCaller, request: WatchEventsRequest, signal: AbortSignal, shutdown: AbortSignal): AsyncGenerator<WatchEventsResponse> {
+export function watchEvents(
+  hub: EventHub,
+  user: UserCaller,
+  request: WatchEventsRequest,
+  signal: AbortSignal,
+  shutdown: AbortSignal,
+  jsonl = false,
+): AsyncGenerator<WatchEventsResponse> {
   if (request.scope.case === "environmentId") {
     throw invalidArgument("environment_id", "this server has no environments: watch the organization (organization: true, or no scope)", "watch_events.environment_scope");
   }
   const subscription = hub.subscribe(user, request.resourceTypeFilters);
   const both = AbortSignal.any([signal, shutdown]);
   return (async function* () {
+    // Connect and gRPC send headers with the first message: an empty one at once tells the client
+    // the watch is established (every change from now on reaches it). The JSON Lines mode flushes
+    // its headers instead and skips this (src/rpc/jsonl-watch.ts).
+    if (!jsonl) yield KEEPALIVE;
     for await (const item of subscription.items(both)) {
       yield item === "idle" ? KEEPALIVE : create(WatchEventsResponseSchema, item);
     }
