@@ -43,12 +43,7 @@ export function watchEvents(
 export function eventService(hub: EventHub, audit: AuditLog, shutdown: AbortSignal): ServiceImpl<typeof EventService> {
   return {
     async *watchEvents(request, ctx) {
-      const events = watchEvents(hub, requireUser(ctx), request, ctx.signal, shutdown);
-      // A keepalive at once, after the subscription is made: Connect and gRPC send the response
-      // headers with the first message, so a client (the web dashboard) learns that the stream
-      // is open, and that no later change will be missed, without waiting for the first idle period.
-      yield KEEPALIVE;
-      yield* events;
+      yield* watchEvents(hub, requireUser(ctx), request, ctx.signal, shutdown);
     },
 
     async listAuditLogs(request, ctx) {
