@@ -6,7 +6,9 @@ COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
 COPY src ./src
 COPY gen ./gen
 COPY migrations ./migrations
-# `npm ci` runs the `prepare` script, which is `npm run build` (tsc → dist/).
+COPY web ./web
+# `npm ci` runs the `prepare` script, which is `npm run build` (tsc → dist/, and Vite builds the
+# web dashboard in web/ → dist/web, which the server serves at /).
 RUN npm ci --no-audit --no-fund && npm prune --omit=dev
 
 # Run: compiled JS, production dependencies, unprivileged user.

@@ -3,6 +3,7 @@
 // Layers and rooms: docs/architecture.md.
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Writable } from "node:stream";
+import { join } from "node:path";
 import { pino } from "pino";
 import { createContextValues } from "@connectrpc/connect";
 import { fastify, LogController, type FastifyInstance, type FastifyRequest } from "fastify";
@@ -21,6 +22,7 @@ import { JWKS_MAX_AGE_MS, SigningKeys } from "./domain/signing-keys.js";
 import { RunnerChannel } from "./domain/runner-channel.js";
 import { DelegatedCalls } from "./domain/delegated-calls.js";
 import { ReleaseSource } from "./domain/releases.js";
+import { EXCHANGE_TOKEN_TTL_MS, HEARTBEAT_INTERVAL_MS } from "./domain/runners.js";
 import { RunnerMetrics } from "./domain/runner-metrics.js";
 import { RemoteWriteForwarder } from "./ops/remote-write.js";
 import { RunnerChannelStore } from "./store/runner-channel-store.js";
@@ -33,8 +35,10 @@ import { runnerStats } from "./store/runner-stats-store.js";
 import { RunnerStore } from "./store/runner-store.js";
 import { SIGNING_KEYS_CHANNEL, SigningKeyStore } from "./store/signing-key-store.js";
 import { sharedSecret } from "./store/settings-store.js";
+import { projectRoot } from "./paths.js";
 import { registerCors } from "./http/cors.js";
 import { registerOidcEndpoints } from "./http/oidc-endpoints.js";
+import { registerDashboard } from "./http/dashboard.js";
 import { closeAfterEarlyResponse } from "./http/early-response.js";
 import { serverFactory } from "./http/server-factory.js";
 import { registerOpsEndpoints } from "./ops/endpoints.js";
@@ -266,6 +270,17 @@ export async function build(options: BuildOptions): Promise<FastifyInstance> {
     discoveryMaxAgeSeconds: 3600,
     jwksMaxAgeSeconds: JWKS_MAX_AGE_MS / 1000,
     onError: (err) => app.log.warn({ err }, "JWKS: reading the signing keys failed; answered 503"),
+  });
+
+  // The web dashboard at / (web/, built into dist/web; src/http/dashboard.ts).
+  registerDashboard(app, {
+    dir: join(projectRoot, "dist", "web"),
+    settings: {
+      livenessWindowSeconds: config.livenessWindowMs / 1000,
+      heartbeatSeconds: HEARTBEAT_INTERVAL_MS / 1000,
+      exchangeTokenTtlSeconds: EXCHANGE_TOKEN_TTL_MS / 1000,
+    },
+    warn: (message) => app.log.warn(message),
   });
 
   app.addHook("onClose", async () => {

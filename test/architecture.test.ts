@@ -1,12 +1,13 @@
-// The house rules of docs/architecture.md, checked over the import statements of src/:
+// The house rules of docs/architecture.md, checked over the import statements of src/ and web/src/:
 // each room imports only the rooms below it, and no file imports itself through others.
 // When a new room is added, add it here and to the table in docs/architecture.md.
-import { readdirSync, readFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 import { projectRoot } from "../src/paths.js";
 
 const SRC = join(projectRoot, "src");
+const WEB = join(projectRoot, "web", "src");
 
 /** Rooms by path prefix (longest first wins), and the rooms each may import besides itself. */
 const ROOMS: { room: string; prefix: string; mayImport: string[] }[] = [
@@ -21,9 +22,13 @@ const ROOMS: { room: string; prefix: string; mayImport: string[] }[] = [
   { room: "protobuf", prefix: "src/protobuf/", mayImport: [] },
   // A client of the server, not a part of it: only gen/ and libraries.
   { room: "runner-agent", prefix: "src/runner-agent/", mayImport: [] },
+  // The web dashboard (runs in the browser): only gen/ and browser packages.
+  { room: "web", prefix: "web/src/", mayImport: [] },
 ];
-/** Importable from every room: the generated code and the project's file locations. */
+/** Importable from every room: the generated code and the project's file locations (not in a browser). */
 const EVERYONE_MAY_IMPORT = ["gen", "paths"];
+/** Rooms whose code runs in a browser: no Node built-ins, and not even src/paths.ts. */
+const BROWSER_ROOMS = ["web"];
 
 function roomOf(path: string): string {
   if (path.startsWith("gen/")) return "gen";
@@ -52,13 +57,14 @@ function importsOf(file: string): string[] {
   for (const match of text.matchAll(IMPORT)) {
     const specifier = match[1] ?? match[2] ?? match[3]!;
     if (!specifier.startsWith(".")) continue; // packages and node: builtins
-    const target = resolve(dirname(file), specifier).replace(/\.js$/, ".ts");
+    const resolved = resolve(dirname(file), specifier);
+    const target = [resolved.replace(/\.js$/, ".ts"), resolved.replace(/\.js$/, ".tsx")].find((path) => existsSync(path)) ?? resolved.replace(/\.js$/, ".ts");
     out.push(relative(projectRoot, target).split("\\").join("/"));
   }
   return out;
 }
 
-const graph = new Map(sourceFiles(SRC).map((file) => [relative(projectRoot, file).split("\\").join("/"), importsOf(file)]));
+const graph = new Map([...sourceFiles(SRC), ...sourceFiles(WEB)].map((file) => [relative(projectRoot, file).split("\\").join("/"), importsOf(file)]));
 
 describe("architecture", () => {
   it("finds the files and their imports", () => {
@@ -78,11 +84,21 @@ describe("architecture", () => {
       const allowed = ROOMS.find((r) => r.room === from)?.mayImport ?? [];
       for (const target of imports) {
         const to = roomOf(target);
-        if (to === from || allowed.includes("*") || allowed.includes(to) || EVERYONE_MAY_IMPORT.includes(to)) continue;
+        const everyone = BROWSER_ROOMS.includes(from) ? ["gen"] : EVERYONE_MAY_IMPORT;
+        if (to === from || allowed.includes("*") || allowed.includes(to) || everyone.includes(to)) continue;
         violations.push(`${file} (${from}) imports ${target} (${to})`);
       }
     }
     expect(violations).toEqual([]);
+  });
+
+  it("keeps Node out of the browser's rooms", () => {
+    const nodeImports = [...graph.keys()]
+      .filter((file) => BROWSER_ROOMS.includes(roomOf(file)))
+      .flatMap((file) => [...readFileSync(join(projectRoot, file), "utf8").matchAll(IMPORT)].map((m) => [file, m[1] ?? m[2] ?? m[3]!]))
+      .filter(([, specifier]) => /^node:|^(fs|path|os|child_process|crypto|http|https|net|stream|url)$/.test(specifier!));
+    expect(graph.get("web/src/app.tsx")).toBeDefined();
+    expect(nodeImports).toEqual([]);
   });
 
   it("has no import circles", () => {

@@ -70,6 +70,9 @@ describe("Dockerfile", () => {
     expect(runs).not.toMatch(/\bnpm (install|i)\b/);
     expect(pkg.scripts.prepare).toBe(pkg.scripts.build);
     expect(runs).toMatch(/npm prune --omit=dev/);
+    // The build also makes the web dashboard (dist/web, inside dist/), from web/.
+    expect(pkg.scripts.build).toContain("vite build --config web/vite.config.ts");
+    expect(all(build, "COPY")).toContain("web ./web");
     const copied = all(final, "COPY").filter((args) => args.startsWith("--from=build"));
     for (const dir of ["node_modules", "dist", "migrations", "package.json"]) {
       expect(copied.some((args) => args.includes(`/app/${dir} `)), dir).toBe(true);

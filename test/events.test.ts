@@ -14,12 +14,19 @@ import { RunnerPhase, RunnerRole } from "../gen/gitpod/v1/runner_pb.js";
 import { SortOrder } from "../gen/gitpod/v1/pagination_pb.js";
 import { codeOf, protocols, startServer, type Protocol, type TestServer, type TestUser } from "./harness.js";
 import { eventually } from "./runner-client.js";
+import { isolatedDatabase, type IsolatedDatabase } from "./isolated-database.js";
 
+// A database of its own: the sweeper is one per database, and it must be this server's (its clock).
 let server: TestServer;
+let isolated: IsolatedDatabase;
 beforeAll(async () => {
-  server = await startServer({ env: { EVENTS_SWEEP_INTERVAL_MS: "100", EVENTS_KEEPALIVE_SECONDS: "1" } });
+  isolated = await isolatedDatabase();
+  server = await startServer({ db: await isolated.open(), env: { EVENTS_SWEEP_INTERVAL_MS: "100", EVENTS_KEEPALIVE_SECONDS: "1" } });
 });
-afterAll(() => server?.close());
+afterAll(async () => {
+  await server?.close();
+  await isolated?.drop();
+});
 
 const events = (user: TestUser, protocol: Protocol = "connect-json"): Client<typeof EventService> =>
   createClient(EventService, server.transport(protocol, user.apiKey));

@@ -50,6 +50,8 @@ export function environmentClassId(runnerId: string, offeredId: string, displayN
 }
 
 export const EXCHANGE_TOKEN_TTL_MS = 24 * 60 * 60 * 1000;
+/** The heartbeat interval runners keep (the development runner's default); the liveness window is a multiple of it. */
+export const HEARTBEAT_INTERVAL_MS = 30_000;
 
 function requireDefined(schema: DescEnum, value: number, field: string): void {
   if (schema.value[value] === undefined) {
