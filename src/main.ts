@@ -4,10 +4,13 @@ import cluster from "node:cluster";
 import { pino, type Logger } from "pino";
 import { ConfigError, loadConfig } from "./config.js";
 import { systemClock } from "./domain/clock.js";
-import { openConfiguredDatabase, openDatabase } from "./store/db/database.js";
+import { openConfiguredDatabase, openDatabase, type Database } from "./store/db/database.js";
+import { EmbeddedDatabaseInUse } from "./store/db/embedded-lock.js";
 import { migrate } from "./store/db/migrate.js";
 import { bootstrapEmptyDatabase, embeddedSecretsKeyring } from "./bootstrap.js";
-import { SecretsKeyError } from "./domain/secrets.js";
+import { SecretsKeyError, type SecretsKeyring } from "./domain/secrets.js";
+import { parseCommand, reportFailure, runCommand } from "./cli-commands.js";
+import { controlSocketPath, serveControlSocket, type ControlReply } from "./control-socket.js";
 import { build } from "./server.js";
 import type { FastifyBaseLogger } from "fastify";
 
@@ -25,7 +28,15 @@ async function main(): Promise<void> {
   // Startup and supervisor lines are few: write them synchronously, in order.
   const log = pino({ level: config.logLevel }, pino.destination({ dest: 1, sync: true }));
   if (config.workers > 1 && cluster.isPrimary) return supervise(config.workers, config.databaseUrl!, log);
-  const db = await openConfiguredDatabase(config, config.databasePoolSize);
+  let db;
+  try {
+    db = await openConfiguredDatabase(config, config.databasePoolSize);
+  } catch (err) {
+    if (!(err instanceof EmbeddedDatabaseInUse)) throw err;
+    // A second server on the same DATA_DIR would serve writes the first one later overwrites.
+    log.fatal({ ownerPid: err.pid, lockFile: err.lockFile, dataDir: config.dataDir }, err.message);
+    process.exit(1);
+  }
   const applied = await migrate(db);
   if (applied.length > 0) log.info({ applied }, "migrations applied");
   if (db.kind === "embedded") {
@@ -60,6 +71,23 @@ async function main(): Promise<void> {
     }
     throw err;
   }
+  if (db.kind === "embedded") {
+    // The CLI's commands on this embedded database come through here (src/control-socket.ts).
+    const path = controlSocketPath(config.dataDir);
+    const keyring = secrets?.keyring;
+    try {
+      const stopServing = await serveControlSocket(path, async (argv) => {
+        const reply = await runControlCommand(db, keyring, argv);
+        log.info({ command: argv.filter((arg) => !arg.startsWith("-")).slice(0, 2).join(" "), exitCode: reply.code }, "cli command carried out");
+        return reply;
+      });
+      app.addHook("preClose", stopServing);
+      log.info({ socket: path }, "CLI commands on the embedded database are carried out by this server");
+    } catch (err) {
+      log.warn({ err, socket: path }, "cannot open the control socket: CLI commands on the embedded database refuse while this server runs");
+    }
+  }
+
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -92,6 +120,30 @@ async function main(): Promise<void> {
     "ready",
   );
   (app.log as FastifyBaseLogger & { flush(): void }).flush(); // logs are buffered; whoever waits for "ready" should see it now
+}
+
+/** One CLI command, sent over the control socket, run on this server's database. */
+async function runControlCommand(db: Database, keyring: SecretsKeyring | undefined, argv: string[]): Promise<ControlReply> {
+  const reply: ControlReply = { code: 0, stdout: [], stderr: [] };
+  const io = { out: (line: string) => reply.stdout.push(line), err: (line: string) => reply.stderr.push(line) };
+  try {
+    const parsed = parseCommand(argv);
+    if (parsed.kind === "help") io.out(parsed.text);
+    else {
+      reply.code = await runCommand(parsed, {
+        ...io,
+        db,
+        clock: systemClock,
+        secretsKeyring: () => {
+          if (!keyring) throw new ConfigError("the server has no server secrets key");
+          return keyring;
+        },
+      });
+    }
+  } catch (err) {
+    reply.code = reportFailure(err, io);
+  }
+  return reply;
 }
 
 /**

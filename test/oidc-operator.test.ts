@@ -10,7 +10,7 @@ import { ManualClock } from "../src/domain/clock.js";
 import { SecretsKeyring } from "../src/domain/secrets.js";
 import { startServer, testDatabaseUrl, type TestServer } from "./harness.js";
 import { isolatedDatabase, type IsolatedDatabase } from "./isolated-database.js";
-import { runNode, startServerProcess } from "./processes.js";
+import { migrateDataDir, runNode, startServerProcess } from "./processes.js";
 
 // Signing keys are deployment-wide: each test here has a database of its own.
 const onPostgres = testDatabaseUrl() !== undefined;
@@ -41,7 +41,7 @@ describe("the keys and secrets-key commands", () => {
     const newId = SecretsKeyring.parse(newKey, "t").currentKeyId;
     const isolated = await isolatedDatabase();
     databases.push(isolated);
-    const database: Record<string, string> = isolated.url ? { DATABASE_URL: isolated.url } : { DATA_DIR: tempDir() };
+    const database: Record<string, string> = isolated.url ? { DATABASE_URL: isolated.url } : { DATA_DIR: await migrateDataDir(tempDir()) };
     const env = { ...database, SECRETS_KEY: oldKey };
 
     const first = await cli(["keys", "rotate"], env);
@@ -70,7 +70,7 @@ describe("the keys and secrets-key commands", () => {
     const status2 = tsv((await cli(["secrets-key", "status"], { ...database, SECRETS_KEY: newKey })).stdout);
     expect(status2).toHaveLength(1);
     expect(status2[0]![1]).toBe("current");
-  }, 120_000); // seven CLI processes, each opening the database
+  }, 300_000); // seven CLI processes, each opening the database
 
   it("refuses to seal without a secrets key on PostgreSQL, and generates keys without a database", async () => {
     const generated = await cli(["secrets-key", "generate"], {});

@@ -9,7 +9,7 @@ import { openDatabase } from "../src/store/db/database.js";
 import { migrate, readMigrations } from "../src/store/db/migrate.js";
 import { projectRoot } from "../src/paths.js";
 import { postJson, startServer, testDatabaseUrl, uniqueSlug, type TestServer } from "./harness.js";
-import { runNode } from "./processes.js";
+import { migrateDataDir, runNode } from "./processes.js";
 
 const tempDirs: string[] = [];
 function tempDir(): string {
@@ -21,16 +21,19 @@ afterAll(() => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
 
+// Each call of the CLI is a process that opens the database (PGlite takes seconds on a busy machine).
+const CLI_TIMEOUT_MS = 180_000;
+
 const cli = (args: string[], env: Record<string, string>) => runNode(["src/cli.ts", ...args], env);
 
-/** Where the CLI should point: this run's PostgreSQL database, or a fresh embedded data directory. */
-function databaseEnv(): Record<string, string> {
+/** Where the CLI should point: this run's PostgreSQL database, or a fresh (migrated) embedded data directory. */
+async function databaseEnv(): Promise<Record<string, string>> {
   const url = testDatabaseUrl();
-  return url ? { DATABASE_URL: url } : { DATA_DIR: tempDir() };
+  return url ? { DATABASE_URL: url } : { DATA_DIR: await migrateDataDir(tempDir()) };
 }
 
 describe("npm start on an empty data directory", () => {
-  it("creates a default organization, leaves its API key in a 0600 file, serves it, and stops cleanly on SIGTERM", async () => {
+  it("creates a default organization, leaves its API key in a 0600 file, serves it, and stops cleanly on SIGTERM", { timeout: CLI_TIMEOUT_MS }, async () => {
     const dataDir = tempDir();
     const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
       cwd: projectRoot,
@@ -39,7 +42,7 @@ describe("npm start on an empty data directory", () => {
     });
     let output = "";
     const port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 60_000);
       const onData = (chunk: Buffer) => {
         output += chunk;
         const match = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
@@ -72,8 +75,8 @@ describe("npm start on an empty data directory", () => {
 });
 
 describe("cli", () => {
-  it("creates an API key (last line of stdout), lists keys without secrets, and revokes", async () => {
-    const env = databaseEnv();
+  it("creates an API key (last line of stdout), lists keys without secrets, and revokes", { timeout: CLI_TIMEOUT_MS }, async () => {
+    const env = await databaseEnv();
     const created = await cli(["api-key", "create", "--org", "cli-org", "--user", "ops@example.com", "--description", "ci key"], env);
     expect(created.code).toBe(0);
     const apiKey = created.stdout.trim().split("\n").at(-1)!;
@@ -83,6 +86,7 @@ describe("cli", () => {
     expect(listed.code).toBe(0);
     expect(listed.stdout).not.toContain(apiKey);
     const rows = listed.stdout.trim().split("\n").map((line) => line.split("\t"));
+    expect(rows[0]).toEqual(["id", "organization", "user", "created", "revoked", "description"]);
     const row = rows.find((cells) => cells[5] === "ci key");
     expect(row?.slice(1, 3)).toEqual(["cli-org", "ops@example.com"]);
     expect(row?.[4]).toBe("-");
@@ -93,8 +97,8 @@ describe("cli", () => {
     expect(after.stdout.split("\n").find((line) => line.startsWith(row![0]!))?.split("\t")[4]).not.toBe("-");
   });
 
-  it("uses exit codes a script can rely on", async () => {
-    const env = databaseEnv();
+  it("uses exit codes a script can rely on", { timeout: CLI_TIMEOUT_MS }, async () => {
+    const env = await databaseEnv();
     expect((await cli(["--help"], env)).code).toBe(0);
     expect((await cli(["api-key", "create", "--help"], env)).stdout).toContain("--org");
     expect((await cli(["api-key", "create", "--org", "x"], env)).code).toBe(2);
@@ -102,10 +106,16 @@ describe("cli", () => {
     expect((await cli(["api-key", "create", "--org", "Not A Slug", "--user", "a@b.c"], env)).code).toBe(2);
     expect((await cli(["api-key", "revoke", "00000000-0000-4000-8000-000000000000"], env)).code).toBe(3);
     expect((await cli(["migrate"], env)).code).toBe(0);
+    const noOrg = await cli(["api-key", "list", "--org", "no-such-org"], env);
+    expect([noOrg.code, noOrg.stderr.trim(), noOrg.stdout]).toEqual([3, 'no organization with slug "no-such-org"', ""]);
+    expect((await cli(["user", "list", "--org", "no-such-org"], env)).code).toBe(3);
+    // A mistyped option names itself and points at the command's help instead of printing all of it.
+    const bogus = await cli(["api-key", "list", "--bogus"], env);
+    expect(bogus.stderr).not.toContain("commands:");
   });
 
-  it("prints help for every command on stdout with exit 0, and refuses what a command does not take", async () => {
-    const env = databaseEnv();
+  it("prints help for every command on stdout with exit 0, and refuses what a command does not take", { timeout: CLI_TIMEOUT_MS }, async () => {
+    const env = await databaseEnv();
     const helps: [string[], string][] = [
       [["--help"], "usage: cli <command>"],
       [["help"], "exit codes: 0 ok, 1 failure"],
@@ -120,8 +130,10 @@ describe("cli", () => {
       [["api-key"], "api-key needs a subcommand"],
       [["migrate", "now"], 'unexpected argument "now"'],
       [["api-key", "list", "--user", "a@b.c"], "api-key list does not take --user"],
-      [["api-key", "revoke", "not-a-uuid"], "needs the key id"],
-      [["api-key", "create", "--bogus"], "Unknown option '--bogus'"],
+      [["api-key", "revoke"], "needs the key id"],
+      [["api-key", "revoke", "not-a-uuid"], '"not-a-uuid" is not an API key id: ids are UUIDs'],
+      [["api-key", "create", "--bogus"], "unknown option --bogus\n\nrun: cli api-key create --help"],
+      [["api-key", "create", "--org"], "--org needs a value"],
     ];
     const [helped, refused] = await Promise.all([
       Promise.all(helps.map(([args]) => cli(args, env))),
@@ -138,7 +150,7 @@ describe("cli", () => {
     });
   });
 
-  it.runIf(testDatabaseUrl())("creates a key that a running server accepts at once", async () => {
+  it.runIf(testDatabaseUrl())("creates a key that a running server accepts at once", { timeout: CLI_TIMEOUT_MS }, async () => {
     const server = await startServer();
     try {
       const created = await cli(["api-key", "create", "--org", "live-org", "--user", "live@example.com"], { DATABASE_URL: testDatabaseUrl()! });
@@ -151,12 +163,9 @@ describe("cli", () => {
   });
 });
 
-// Each call of the CLI is a process that opens the database (PGlite takes seconds on a busy machine).
-const CLI_TIMEOUT_MS = 180_000;
-
 describe("cli user", () => {
   it("creates users (the first of an organization is its admin), changes roles, lists them, keeps an admin", { timeout: CLI_TIMEOUT_MS }, async () => {
-    const env = databaseEnv();
+    const env = await databaseEnv();
     const org = uniqueSlug("users");
     const first = await cli(["user", "create", "--org", org, "--email", "Founder@Example.com"], env);
     expect([first.code, first.stderr.trim()]).toEqual([0, `created user founder@example.com (admin) in organization ${org}`]);
@@ -172,13 +181,14 @@ describe("cli user", () => {
     expect(listed.code).toBe(0);
     const rows = listed.stdout.trim().split("\n").map((line) => line.split("\t"));
     expect(rows.map((cells) => [cells[0], cells[1], cells[2], cells[3], cells[5]])).toEqual([
+      ["id", "organization", "email", "role", "groups"],
       [first.stdout.trim(), org, "founder@example.com", "member", "-"],
       [second.stdout.trim(), org, "dev@example.com", "admin", "-"],
     ]);
   });
 
   it("refuses what a command does not take, before opening the database, with exit code 2; has help", { timeout: CLI_TIMEOUT_MS }, async () => {
-    const env = databaseEnv();
+    const env = await databaseEnv();
     const cases: [string[], string][] = [
       [["user", "create", "--org", "x", "--email", "x@example.com", "--role", "owner"], 'role "owner" must be admin or member'],
       [["user", "create", "--org", "x"], "user create needs --org <slug> and --email <email>"],
