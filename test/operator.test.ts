@@ -8,6 +8,8 @@ import pg from "pg";
 import { openDatabase } from "../src/store/db/database.js";
 import { migrate, readMigrations } from "../src/store/db/migrate.js";
 import { projectRoot } from "../src/paths.js";
+import { loadConfig } from "../src/config.js";
+import { processRuns } from "../src/store/db/embedded-lock.js";
 import { postJson, startServer, testDatabaseUrl, uniqueSlug, type TestServer } from "./harness.js";
 import { migrateDataDir, runNode } from "./processes.js";
 
@@ -71,6 +73,42 @@ describe("npm start on an empty data directory", () => {
     child.kill("SIGTERM");
     expect(await exit).toBe(0);
     expect(output).not.toContain(apiKey);
+    // The last line says the drain finished.
+    expect(JSON.parse(output.trim().split("\n").at(-1)!)).toMatchObject({ msg: "stopped", signal: "SIGTERM" });
+  });
+
+  it("SIGTERM to the npm start process reaches the server, which drains and exits", { timeout: CLI_TIMEOUT_MS }, async () => {
+    // --ignore-scripts: without prestart's build (dist/ is built by npm ci's prepare).
+    const npm = spawn("npm", ["start", "--ignore-scripts"], {
+      cwd: projectRoot,
+      env: { ...process.env, DATABASE_URL: "", DATA_DIR: tempDir(), PORT: "0", HOST: "127.0.0.1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    npm.stdout.on("data", (chunk) => (output += chunk));
+    npm.stderr.on("data", (chunk) => (output += chunk));
+    const deadline = Date.now() + 60_000;
+    while (!output.includes('"msg":"ready"')) {
+      if (Date.now() > deadline || npm.exitCode !== null) throw new Error(`npm start did not get ready:\n${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const serverPid = Number(/"pid":(\d+)[^\n]*"msg":"ready"/.exec(output)![1]);
+    expect(serverPid).not.toBe(npm.pid);
+    const exited = new Promise((resolve) => npm.once("exit", resolve));
+    npm.kill("SIGTERM");
+    await exited;
+    // The server (npm's child) got the signal too: it drained, said so, and is gone.
+    const gone = Date.now() + 30_000;
+    while (processRuns(serverPid)) {
+      if (Date.now() > gone) throw new Error(`the server (pid ${serverPid}) kept running after npm exited:\n${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(output).toContain('"msg":"shutting down: draining in-flight requests"');
+  });
+
+  it("listens on 127.0.0.1 unless HOST says otherwise", () => {
+    expect(loadConfig({}).host).toBe("127.0.0.1");
+    expect(loadConfig({ HOST: "0.0.0.0" }).host).toBe("0.0.0.0");
   });
 });
 
