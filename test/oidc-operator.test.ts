@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { ManualClock } from "../src/domain/clock.js";
 import { SecretsKeyring } from "../src/domain/secrets.js";
-import { startServer, testDatabaseUrl, type TestServer } from "./harness.js";
+import { openTestDatabase, startServer, testDatabaseUrl, type TestServer } from "./harness.js";
 import { isolatedDatabase, type IsolatedDatabase } from "./isolated-database.js";
 import { migrateDataDir, runNode, startServerProcess } from "./processes.js";
 
@@ -41,6 +41,7 @@ describe("the keys and secrets-key commands", () => {
     const newId = SecretsKeyring.parse(newKey, "t").currentKeyId;
     const isolated = await isolatedDatabase();
     databases.push(isolated);
+    if (isolated.url) await (await isolated.open()).close(); // migrated: the CLI's commands other than migrate do not migrate
     const database: Record<string, string> = isolated.url ? { DATABASE_URL: isolated.url } : { DATA_DIR: await migrateDataDir(tempDir()) };
     const env = { ...database, SECRETS_KEY: oldKey };
 
@@ -77,6 +78,7 @@ describe("the keys and secrets-key commands", () => {
     expect(generated.code).toBe(0);
     expect(() => SecretsKeyring.parse(generated.stdout, "stdout")).not.toThrow();
     if (!onPostgres) return;
+    await (await openTestDatabase()).close(); // migrated: the CLI's commands other than migrate do not migrate
     const refused = await cli(["keys", "rotate"], { DATABASE_URL: testDatabaseUrl()! });
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain("the server secrets key is not configured: set SECRETS_KEY_FILE");

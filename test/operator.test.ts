@@ -31,7 +31,14 @@ const cli = (args: string[], env: Record<string, string>) => runNode(["src/cli.t
 /** Where the CLI should point: this run's PostgreSQL database, or a fresh (migrated) embedded data directory. */
 async function databaseEnv(): Promise<Record<string, string>> {
   const url = testDatabaseUrl();
-  return url ? { DATABASE_URL: url } : { DATA_DIR: await migrateDataDir(tempDir()) };
+  if (!url) return { DATA_DIR: await migrateDataDir(tempDir()) };
+  const db = await openDatabase({ databaseUrl: url, dataDir: undefined, poolSize: 1 });
+  try {
+    await migrate(db);
+  } finally {
+    await db.close();
+  }
+  return { DATABASE_URL: url };
 }
 
 describe("npm start on an empty data directory", () => {
@@ -245,7 +252,7 @@ describe("cli user", () => {
 });
 
 describe("migrations", () => {
-  it("apply once, in order, recorded in schema_migrations", async () => {
+  it("apply once, in order, recorded in schema_migrations", { timeout: CLI_TIMEOUT_MS }, async () => {
     const db = await openDatabase({ databaseUrl: undefined, dataDir: undefined, poolSize: 1 });
     try {
       const versions = readMigrations().map((migration) => migration.version);
