@@ -117,7 +117,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   }
   return {
     port: integer(env, "PORT", 8080, 0, 65535),
-    host: env.HOST || "0.0.0.0",
+    // Loopback unless told otherwise: a laptop running the quick start does not serve its LAN (the Dockerfile sets 0.0.0.0).
+    host: env.HOST || "127.0.0.1",
     databaseUrl,
     dataDir: env.DATA_DIR || "./data",
     logLevel: logLevel as Config["logLevel"],

@@ -36,6 +36,30 @@ describe("CORS", () => {
     expect(Number(response.headers.get("access-control-max-age"))).toBeGreaterThan(0);
   });
 
+  it("allows the headers the official SDK sends on every call, and exposes x-should-retry", async () => {
+    const sdkHeaders = [
+      "x-stainless-lang",
+      "x-stainless-package-version",
+      "x-stainless-os",
+      "x-stainless-arch",
+      "x-stainless-runtime",
+      "x-stainless-runtime-version",
+      "x-stainless-retry-count",
+      "x-stainless-timeout",
+    ];
+    const response = await preflight(server.baseUrl, ALLOWED, ["content-type", "authorization", "accept", ...sdkHeaders].join(","));
+    expect(response.headers.get("access-control-allow-origin")).toBe(ALLOWED);
+    expect(list(response.headers.get("access-control-allow-headers"))).toEqual(expect.arrayContaining(sdkHeaders));
+    const failed = await fetch(`${server.baseUrl}/gitpod.v1.RunnerService/GetRunner`, {
+      method: "POST",
+      headers: { origin: ALLOWED, "content-type": "application/json", authorization: `Bearer ${user.apiKey}` },
+      body: JSON.stringify({ runnerId: "00000000-0000-4000-8000-000000000000" }),
+    });
+    expect(failed.status).toBe(404);
+    expect(failed.headers.get("x-should-retry")).toBe("false");
+    expect(list(failed.headers.get("access-control-expose-headers"))).toContain("x-should-retry");
+  });
+
   it("answers a gRPC-Web preflight from another allowed origin", async () => {
     const response = await preflight(server.baseUrl, "http://localhost:5173", "content-type,x-grpc-web,x-user-agent,grpc-timeout");
     expect(response.headers.get("access-control-allow-origin")).toBe("http://localhost:5173");

@@ -84,14 +84,20 @@ describe.each(protocols)("ExchangeToken over %s", (protocol) => {
     await expectInvalid(generateToken("exchange"));
   });
 
-  it.each<[string, () => Promise<string>]>([
-    ["a truncated token", async () => "rcpx_abc"],
-    ["an empty token", async () => ""],
-    ["a token with a wrong checksum", async () => flipChecksum((await newRunner()).exchangeToken)],
-    ["a user API key", async () => user.apiKey],
-    ["a runner access token", async () => (await newRunnerWithAccess()).accessToken],
-  ])("rejects %s with the same error", async (_description, token) => {
-    await expectInvalid(await token());
+  // What is wrong with the format alone may be said (it reveals nothing stored); a well-formed
+  // token that is unknown, used or expired always gets the one message above.
+  it.each<[string, () => Promise<string>, string]>([
+    ["a truncated token", async () => "rcpx_abc", "exchange tokens are rcpx_ followed by 49 letters and digits"],
+    ["an empty token", async () => "", "exchange tokens are rcpx_ followed by 49 letters and digits"],
+    ["a token with a wrong checksum", async () => flipChecksum((await newRunner()).exchangeToken), "its checksum does not match: it was truncated or mistyped"],
+    ["a user API key", async () => user.apiKey, "it is not an exchange token (rcpx_…); send it as Authorization: Bearer instead"],
+    ["a runner access token", async () => (await newRunnerWithAccess()).accessToken, "it is not an exchange token (rcpx_…); send it as Authorization: Bearer instead"],
+  ])("rejects %s with a hint from its format", async (_description, token, hint) => {
+    const sent = await token();
+    const err = await failure(() => exchange(sent, protocol));
+    expect(err.code).toBe(Code.Unauthenticated);
+    expect(err.rawMessage).toBe(`exchange token is not valid: ${hint}`);
+    if (sent !== "") expect(err.rawMessage).not.toContain(sent);
   });
 
   it("accepts a token 1 ms before its 24 h expiry", async () => {
@@ -210,7 +216,6 @@ describe("GetAuthenticatedIdentity over Connect GET", () => {
 });
 
 describe("bad credentials", () => {
-  let authMessage: string;
   let revokedKey: string;
   let exchangeToken: string;
 
@@ -226,11 +231,6 @@ describe("bad credentials", () => {
   }
 
   beforeAll(async () => {
-    const missing = await postJson(server, IDENTITY, {});
-    expect(missing.status).toBe(401);
-    authMessage = missing.body.message;
-    expect(authMessage).toEqual(expect.any(String));
-
     const issued = await issueApiKey(new IdentityStore(server.db), server.clock, {
       organizationSlug: user.organizationSlug,
       userEmail: "revoked@example.com",
@@ -241,33 +241,38 @@ describe("bad credentials", () => {
     exchangeToken = (await newRunner()).exchangeToken;
   });
 
-  const cases: [string, () => string | undefined][] = [
-    ["no Authorization header", () => undefined],
-    ["an empty bearer token", () => "Bearer "],
-    ["a garbage bearer token", () => "Bearer garbage-that-is-no-token"],
-    ["the Basic scheme", () => "Basic dXNlcjpwYXNzd29yZA=="],
-    ["a valid API key under another scheme", () => `Token ${user.apiKey}`],
-    ["a valid API key without a scheme", () => user.apiKey],
-    ["a well-formed API key that was never issued", () => `Bearer ${generateToken("apiKey")}`],
-    ["an API key with a wrong checksum character", () => `Bearer ${flipChecksum(user.apiKey)}`],
-    ["a well-formed runner access token that was never issued", () => `Bearer ${generateToken("runnerAccess")}`],
-    ["a revoked API key", () => `Bearer ${revokedKey}`],
-    ["an exchange token used as bearer", () => `Bearer ${exchangeToken}`],
+  // The answer may depend on what was sent (its format), never on what is stored: an API key that
+  // was never issued and one that was revoked get the same message.
+  const SEND = "send the header Authorization: Bearer <API key or runner access token>";
+  const SCHEME = "the Authorization header must be `Bearer <token>` (one space, then the token)";
+  const API_KEY = "the API key is not valid: it is unknown or was revoked; create one with `cli api-key create`";
+  const cases: [string, () => string | undefined, string][] = [
+    ["no Authorization header", () => undefined, `no credentials: ${SEND}`],
+    ["an empty bearer token", () => "Bearer ", SCHEME],
+    ["a garbage bearer token", () => "Bearer garbage-that-is-no-token", "the bearer token is not an API key (rcpk_…) or a runner access token (rcpr_…)"],
+    ["the Basic scheme", () => "Basic dXNlcjpwYXNzd29yZA==", SCHEME],
+    ["a valid API key under another scheme", () => `Token ${user.apiKey}`, SCHEME],
+    ["a valid API key without a scheme", () => user.apiKey, SCHEME],
+    ["a well-formed API key that was never issued", () => `Bearer ${generateToken("apiKey")}`, API_KEY],
+    ["an API key with a wrong checksum character", () => `Bearer ${flipChecksum(user.apiKey)}`, "the bearer token's checksum does not match: it was truncated or mistyped"],
+    ["a well-formed runner access token that was never issued", () => `Bearer ${generateToken("runnerAccess")}`, "the runner access token is not valid: it is unknown or was revoked"],
+    ["a revoked API key", () => `Bearer ${revokedKey}`, API_KEY],
+    ["an exchange token used as bearer", () => `Bearer ${exchangeToken}`, "this is an exchange token: call IdentityService.ExchangeToken with it to get a runner access token"],
   ];
 
-  it.each(cases)("answers %s with 401 and the one shared message over Connect JSON", async (_description, authorization) => {
+  it.each(cases)("answers %s with 401 and a message from what was sent alone, over Connect JSON", async (_description, authorization, message) => {
     const header = authorization();
     const response = await postJson(server, IDENTITY, {}, header === undefined ? {} : { authorization: header });
     expect(response.status).toBe(401);
     expect(response.body.code).toBe("unauthenticated");
-    expect(response.body.message).toBe(authMessage);
+    expect(response.body.message).toBe(message);
     if (header !== undefined) expect(JSON.stringify(response.body)).not.toContain(header.replace(/^\S+ /, "") || "\u0000");
   });
 
-  it.each(cases)("answers %s with unauthenticated and the same message over gRPC", async (_description, authorization) => {
+  it.each(cases)("answers %s with unauthenticated and the same message over gRPC", async (_description, authorization, message) => {
     const err = await failure(() => grpcIdentity(authorization()).getAuthenticatedIdentity({}));
     expect(err.code).toBe(Code.Unauthenticated);
-    expect(err.rawMessage).toBe(authMessage);
+    expect(err.rawMessage).toBe(message);
   });
 
   it("rejects a cached API key as soon as its revocation is announced (NOTIFY, milliseconds)", async () => {

@@ -108,7 +108,7 @@ describe("other ways in", () => {
       headers: { authorization: `Bearer ${user.apiKey}` },
     });
     expect(get.status).toBe(400);
-    expect(((await get.json()) as { message: string }).message).toMatch(/^runner_id: must not contain a NUL character/);
+    expect(((await get.json()) as { message: string }).message).toMatch(/^runnerId: must not contain a NUL character/); // a JSON request: JSON names
     const list = await postJson(server, "gitpod.v1.RunnerService/ListRunners?token=%00", {}, { authorization: `Bearer ${user.apiKey}` });
     expect(list.status).toBe(400);
     expect(list.body.message).toMatch(/^pagination\.token: must not contain a NUL character/);

@@ -8,9 +8,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createLocalJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { ManualClock } from "../src/domain/clock.js";
 import { SecretsKeyring } from "../src/domain/secrets.js";
-import { startServer, testDatabaseUrl, type TestServer } from "./harness.js";
+import { openTestDatabase, startServer, testDatabaseUrl, type TestServer } from "./harness.js";
 import { isolatedDatabase, type IsolatedDatabase } from "./isolated-database.js";
-import { runNode, startServerProcess } from "./processes.js";
+import { migrateDataDir, runNode, startServerProcess } from "./processes.js";
 
 // Signing keys are deployment-wide: each test here has a database of its own.
 const onPostgres = testDatabaseUrl() !== undefined;
@@ -41,7 +41,8 @@ describe("the keys and secrets-key commands", () => {
     const newId = SecretsKeyring.parse(newKey, "t").currentKeyId;
     const isolated = await isolatedDatabase();
     databases.push(isolated);
-    const database: Record<string, string> = isolated.url ? { DATABASE_URL: isolated.url } : { DATA_DIR: tempDir() };
+    if (isolated.url) await (await isolated.open()).close(); // migrated: the CLI's commands other than migrate do not migrate
+    const database: Record<string, string> = isolated.url ? { DATABASE_URL: isolated.url } : { DATA_DIR: await migrateDataDir(tempDir()) };
     const env = { ...database, SECRETS_KEY: oldKey };
 
     const first = await cli(["keys", "rotate"], env);
@@ -70,13 +71,14 @@ describe("the keys and secrets-key commands", () => {
     const status2 = tsv((await cli(["secrets-key", "status"], { ...database, SECRETS_KEY: newKey })).stdout);
     expect(status2).toHaveLength(1);
     expect(status2[0]![1]).toBe("current");
-  }, 120_000); // seven CLI processes, each opening the database
+  }, 300_000); // seven CLI processes, each opening the database
 
   it("refuses to seal without a secrets key on PostgreSQL, and generates keys without a database", async () => {
     const generated = await cli(["secrets-key", "generate"], {});
     expect(generated.code).toBe(0);
     expect(() => SecretsKeyring.parse(generated.stdout, "stdout")).not.toThrow();
     if (!onPostgres) return;
+    await (await openTestDatabase()).close(); // migrated: the CLI's commands other than migrate do not migrate
     const refused = await cli(["keys", "rotate"], { DATABASE_URL: testDatabaseUrl()! });
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain("the server secrets key is not configured: set SECRETS_KEY_FILE");

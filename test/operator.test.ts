@@ -8,8 +8,10 @@ import pg from "pg";
 import { openDatabase } from "../src/store/db/database.js";
 import { migrate, readMigrations } from "../src/store/db/migrate.js";
 import { projectRoot } from "../src/paths.js";
+import { loadConfig } from "../src/config.js";
+import { processRuns } from "../src/store/db/embedded-lock.js";
 import { postJson, startServer, testDatabaseUrl, uniqueSlug, type TestServer } from "./harness.js";
-import { runNode } from "./processes.js";
+import { migrateDataDir, runNode } from "./processes.js";
 
 const tempDirs: string[] = [];
 function tempDir(): string {
@@ -21,16 +23,26 @@ afterAll(() => {
   for (const dir of tempDirs) rmSync(dir, { recursive: true, force: true });
 });
 
+// Each call of the CLI is a process that opens the database (PGlite takes seconds on a busy machine).
+const CLI_TIMEOUT_MS = 180_000;
+
 const cli = (args: string[], env: Record<string, string>) => runNode(["src/cli.ts", ...args], env);
 
-/** Where the CLI should point: this run's PostgreSQL database, or a fresh embedded data directory. */
-function databaseEnv(): Record<string, string> {
+/** Where the CLI should point: this run's PostgreSQL database, or a fresh (migrated) embedded data directory. */
+async function databaseEnv(): Promise<Record<string, string>> {
   const url = testDatabaseUrl();
-  return url ? { DATABASE_URL: url } : { DATA_DIR: tempDir() };
+  if (!url) return { DATA_DIR: await migrateDataDir(tempDir()) };
+  const db = await openDatabase({ databaseUrl: url, dataDir: undefined, poolSize: 1 });
+  try {
+    await migrate(db);
+  } finally {
+    await db.close();
+  }
+  return { DATABASE_URL: url };
 }
 
 describe("npm start on an empty data directory", () => {
-  it("creates a default organization, leaves its API key in a 0600 file, serves it, and stops cleanly on SIGTERM", async () => {
+  it("creates a default organization, leaves its API key in a 0600 file, serves it, and stops cleanly on SIGTERM", { timeout: CLI_TIMEOUT_MS }, async () => {
     const dataDir = tempDir();
     const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
       cwd: projectRoot,
@@ -39,7 +51,7 @@ describe("npm start on an empty data directory", () => {
     });
     let output = "";
     const port = await new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 30_000);
+      const timer = setTimeout(() => reject(new Error(`server did not start:\n${output}`)), 60_000);
       const onData = (chunk: Buffer) => {
         output += chunk;
         const match = /Server listening at http:\/\/127\.0\.0\.1:(\d+)/.exec(output);
@@ -68,12 +80,48 @@ describe("npm start on an empty data directory", () => {
     child.kill("SIGTERM");
     expect(await exit).toBe(0);
     expect(output).not.toContain(apiKey);
+    // The last line says the drain finished.
+    expect(JSON.parse(output.trim().split("\n").at(-1)!)).toMatchObject({ msg: "stopped", signal: "SIGTERM" });
+  });
+
+  it("SIGTERM to the npm start process reaches the server, which drains and exits", { timeout: CLI_TIMEOUT_MS }, async () => {
+    // --ignore-scripts: without prestart's build (dist/ is built by npm ci's prepare).
+    const npm = spawn("npm", ["start", "--ignore-scripts"], {
+      cwd: projectRoot,
+      env: { ...process.env, DATABASE_URL: "", DATA_DIR: tempDir(), PORT: "0", HOST: "127.0.0.1" },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    npm.stdout.on("data", (chunk) => (output += chunk));
+    npm.stderr.on("data", (chunk) => (output += chunk));
+    const deadline = Date.now() + 60_000;
+    while (!output.includes('"msg":"ready"')) {
+      if (Date.now() > deadline || npm.exitCode !== null) throw new Error(`npm start did not get ready:\n${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const serverPid = Number(/"pid":(\d+)[^\n]*"msg":"ready"/.exec(output)![1]);
+    expect(serverPid).not.toBe(npm.pid);
+    const exited = new Promise((resolve) => npm.once("exit", resolve));
+    npm.kill("SIGTERM");
+    await exited;
+    // The server (npm's child) got the signal too: it drained, said so, and is gone.
+    const gone = Date.now() + 30_000;
+    while (processRuns(serverPid)) {
+      if (Date.now() > gone) throw new Error(`the server (pid ${serverPid}) kept running after npm exited:\n${output}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    expect(output).toContain('"msg":"shutting down: draining in-flight requests"');
+  });
+
+  it("listens on 127.0.0.1 unless HOST says otherwise", () => {
+    expect(loadConfig({}).host).toBe("127.0.0.1");
+    expect(loadConfig({ HOST: "0.0.0.0" }).host).toBe("0.0.0.0");
   });
 });
 
 describe("cli", () => {
-  it("creates an API key (last line of stdout), lists keys without secrets, and revokes", async () => {
-    const env = databaseEnv();
+  it("creates an API key (last line of stdout), lists keys without secrets, and revokes", { timeout: CLI_TIMEOUT_MS }, async () => {
+    const env = await databaseEnv();
     const created = await cli(["api-key", "create", "--org", "cli-org", "--user", "ops@example.com", "--description", "ci key"], env);
     expect(created.code).toBe(0);
     const apiKey = created.stdout.trim().split("\n").at(-1)!;
@@ -83,6 +131,7 @@ describe("cli", () => {
     expect(listed.code).toBe(0);
     expect(listed.stdout).not.toContain(apiKey);
     const rows = listed.stdout.trim().split("\n").map((line) => line.split("\t"));
+    expect(rows[0]).toEqual(["id", "organization", "user", "created", "revoked", "description"]);
     const row = rows.find((cells) => cells[5] === "ci key");
     expect(row?.slice(1, 3)).toEqual(["cli-org", "ops@example.com"]);
     expect(row?.[4]).toBe("-");
@@ -93,8 +142,8 @@ describe("cli", () => {
     expect(after.stdout.split("\n").find((line) => line.startsWith(row![0]!))?.split("\t")[4]).not.toBe("-");
   });
 
-  it("uses exit codes a script can rely on", async () => {
-    const env = databaseEnv();
+  it("uses exit codes a script can rely on", { timeout: CLI_TIMEOUT_MS }, async () => {
+    const env = await databaseEnv();
     expect((await cli(["--help"], env)).code).toBe(0);
     expect((await cli(["api-key", "create", "--help"], env)).stdout).toContain("--org");
     expect((await cli(["api-key", "create", "--org", "x"], env)).code).toBe(2);
@@ -102,10 +151,16 @@ describe("cli", () => {
     expect((await cli(["api-key", "create", "--org", "Not A Slug", "--user", "a@b.c"], env)).code).toBe(2);
     expect((await cli(["api-key", "revoke", "00000000-0000-4000-8000-000000000000"], env)).code).toBe(3);
     expect((await cli(["migrate"], env)).code).toBe(0);
+    const noOrg = await cli(["api-key", "list", "--org", "no-such-org"], env);
+    expect([noOrg.code, noOrg.stderr.trim(), noOrg.stdout]).toEqual([3, 'no organization with slug "no-such-org"', ""]);
+    expect((await cli(["user", "list", "--org", "no-such-org"], env)).code).toBe(3);
+    // A mistyped option names itself and points at the command's help instead of printing all of it.
+    const bogus = await cli(["api-key", "list", "--bogus"], env);
+    expect(bogus.stderr).not.toContain("commands:");
   });
 
-  it("prints help for every command on stdout with exit 0, and refuses what a command does not take", async () => {
-    const env = databaseEnv();
+  it("prints help for every command on stdout with exit 0, and refuses what a command does not take", { timeout: CLI_TIMEOUT_MS }, async () => {
+    const env = await databaseEnv();
     const helps: [string[], string][] = [
       [["--help"], "usage: cli <command>"],
       [["help"], "exit codes: 0 ok, 1 failure"],
@@ -120,8 +175,10 @@ describe("cli", () => {
       [["api-key"], "api-key needs a subcommand"],
       [["migrate", "now"], 'unexpected argument "now"'],
       [["api-key", "list", "--user", "a@b.c"], "api-key list does not take --user"],
-      [["api-key", "revoke", "not-a-uuid"], "needs the key id"],
-      [["api-key", "create", "--bogus"], "Unknown option '--bogus'"],
+      [["api-key", "revoke"], "needs the key id"],
+      [["api-key", "revoke", "not-a-uuid"], '"not-a-uuid" is not an API key id: ids are UUIDs'],
+      [["api-key", "create", "--bogus"], "unknown option --bogus\n\nrun: cli api-key create --help"],
+      [["api-key", "create", "--org"], "--org needs a value"],
     ];
     const [helped, refused] = await Promise.all([
       Promise.all(helps.map(([args]) => cli(args, env))),
@@ -138,7 +195,7 @@ describe("cli", () => {
     });
   });
 
-  it.runIf(testDatabaseUrl())("creates a key that a running server accepts at once", async () => {
+  it.runIf(testDatabaseUrl())("creates a key that a running server accepts at once", { timeout: CLI_TIMEOUT_MS }, async () => {
     const server = await startServer();
     try {
       const created = await cli(["api-key", "create", "--org", "live-org", "--user", "live@example.com"], { DATABASE_URL: testDatabaseUrl()! });
@@ -151,12 +208,9 @@ describe("cli", () => {
   });
 });
 
-// Each call of the CLI is a process that opens the database (PGlite takes seconds on a busy machine).
-const CLI_TIMEOUT_MS = 180_000;
-
 describe("cli user", () => {
   it("creates users (the first of an organization is its admin), changes roles, lists them, keeps an admin", { timeout: CLI_TIMEOUT_MS }, async () => {
-    const env = databaseEnv();
+    const env = await databaseEnv();
     const org = uniqueSlug("users");
     const first = await cli(["user", "create", "--org", org, "--email", "Founder@Example.com"], env);
     expect([first.code, first.stderr.trim()]).toEqual([0, `created user founder@example.com (admin) in organization ${org}`]);
@@ -172,13 +226,14 @@ describe("cli user", () => {
     expect(listed.code).toBe(0);
     const rows = listed.stdout.trim().split("\n").map((line) => line.split("\t"));
     expect(rows.map((cells) => [cells[0], cells[1], cells[2], cells[3], cells[5]])).toEqual([
+      ["id", "organization", "email", "role", "groups"],
       [first.stdout.trim(), org, "founder@example.com", "member", "-"],
       [second.stdout.trim(), org, "dev@example.com", "admin", "-"],
     ]);
   });
 
   it("refuses what a command does not take, before opening the database, with exit code 2; has help", { timeout: CLI_TIMEOUT_MS }, async () => {
-    const env = databaseEnv();
+    const env = await databaseEnv();
     const cases: [string[], string][] = [
       [["user", "create", "--org", "x", "--email", "x@example.com", "--role", "owner"], 'role "owner" must be admin or member'],
       [["user", "create", "--org", "x"], "user create needs --org <slug> and --email <email>"],
@@ -197,7 +252,7 @@ describe("cli user", () => {
 });
 
 describe("migrations", () => {
-  it("apply once, in order, recorded in schema_migrations", async () => {
+  it("apply once, in order, recorded in schema_migrations", { timeout: CLI_TIMEOUT_MS }, async () => {
     const db = await openDatabase({ databaseUrl: undefined, dataDir: undefined, poolSize: 1 });
     try {
       const versions = readMigrations().map((migration) => migration.version);

@@ -1,6 +1,19 @@
 // Real child processes of the project's entry points (src/cli.ts, src/main.ts) run with tsx.
 import { spawn, type ChildProcess } from "node:child_process";
 import { projectRoot } from "../src/paths.js";
+import { openConfiguredDatabase } from "../src/store/db/database.js";
+import { migrate } from "../src/store/db/migrate.js";
+
+/** An embedded database in dataDir with the schema applied (the CLI's commands other than migrate do not migrate). */
+export async function migrateDataDir(dataDir: string): Promise<string> {
+  const db = await openConfiguredDatabase({ databaseUrl: undefined, dataDir }, 1);
+  try {
+    await migrate(db);
+  } finally {
+    await db.close();
+  }
+  return dataDir;
+}
 
 export interface Run {
   code: number | null;

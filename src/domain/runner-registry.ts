@@ -38,7 +38,7 @@ import {
   type LivenessPolicy,
 } from "./runners.js";
 import { RunnerSecrets } from "./runner-secrets.js";
-import { generateToken, hashToken, tokenKindOf } from "./tokens.js";
+import { checkToken, generateToken, hashToken, trimToken } from "./tokens.js";
 
 export { DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE } from "./page-token.js";
 
@@ -195,8 +195,18 @@ export class RunnerRegistry {
   }
 
   /** Trades a one-time exchange token for a new runner access token. */
-  async exchange(exchangeToken: string): Promise<string> {
-    if (tokenKindOf(exchangeToken) !== "exchange") throw invalidExchangeToken();
+  async exchange(sent: string): Promise<string> {
+    const exchangeToken = trimToken(sent); // e.g. read from a file with its newline
+    const checked = checkToken(exchangeToken);
+    if (checked !== "exchange") {
+      const hint =
+        typeof checked === "string"
+          ? "it is not an exchange token (rcpx_…); send it as Authorization: Bearer instead"
+          : checked.problem === "checksum"
+            ? "its checksum does not match: it was truncated or mistyped"
+            : "exchange tokens are rcpx_ followed by 49 letters and digits";
+      throw new ConnectError(`exchange token is not valid: ${hint}`, Code.Unauthenticated);
+    }
     const accessToken = generateToken("runnerAccess");
     const runnerId = await this.store.exchange(hashToken(exchangeToken), hashToken(accessToken), this.clock.now());
     if (!runnerId) throw invalidExchangeToken();

@@ -59,12 +59,28 @@ export function generateToken(kind: TokenKind): string {
 
 /** The kind of a well-formed token, or undefined for anything else (wrong prefix, length, checksum). */
 export function tokenKindOf(token: string): TokenKind | undefined {
+  const checked = checkToken(token);
+  return typeof checked === "string" ? checked : undefined;
+}
+
+/** Why a string is not a token, from its format alone (nothing about whether such a token exists). */
+export type TokenFormatProblem = "not_ours" | "malformed" | "checksum";
+
+/** The kind of a well-formed token, or what is wrong with its format. */
+export function checkToken(token: string): TokenKind | { problem: TokenFormatProblem } {
+  const prefix = /^rcp[kxr]_/.exec(token)?.[0];
+  if (prefix === undefined) return { problem: "not_ours" };
   const match = TOKEN_PATTERN.exec(token);
-  if (!match) return undefined;
-  const [, prefix, body, checksum] = match;
-  const expected = base62Checksum(prefix! + body!);
-  if (!timingSafeEqual(Buffer.from(expected), Buffer.from(checksum!))) return undefined;
-  return (Object.keys(TokenKind) as TokenKind[]).find((kind) => TokenKind[kind] === prefix);
+  if (!match) return { problem: "malformed" };
+  const [, , body, checksum] = match;
+  const expected = base62Checksum(prefix + body!);
+  if (!timingSafeEqual(Buffer.from(expected), Buffer.from(checksum!))) return { problem: "checksum" };
+  return (Object.keys(TokenKind) as TokenKind[]).find((kind) => TokenKind[kind] === prefix)!;
+}
+
+/** A token as pasted or read from a file: surrounding whitespace (a trailing newline) is not part of it. */
+export function trimToken(token: string): string {
+  return token.trim();
 }
 
 export function hashToken(token: string): Buffer {
@@ -79,6 +95,6 @@ export function hashesEqual(a: Uint8Array, b: Uint8Array): boolean {
 /** Bearer credential from an Authorization header value, or undefined. */
 export function bearerToken(header: string | null): string | undefined {
   if (!header) return undefined;
-  const match = /^Bearer[ ]+(\S+)\s*$/i.exec(header);
+  const match = /^\s*Bearer[ ]+(\S+)\s*$/i.exec(header);
   return match?.[1];
 }

@@ -23,7 +23,11 @@ export function observeInterceptor(): Interceptor {
     const log = req.contextValues.get(loggerKey);
     const procedure = `${req.service.typeName}/${req.method.name}`;
     const failed = (err: unknown): ConnectError => {
-      const error = toPublicError(err);
+      let error = toPublicError(err);
+      // The official (Stainless) SDKs retry 409 and 5xx answers unless told not to (finding: a
+      // retried `unimplemented` costs seconds and can never succeed).
+      if (NOT_RETRYABLE.has(error.code)) error.metadata.set("x-should-retry", "false");
+      if (error.code === Code.InvalidArgument && isJsonRequest(req)) error = inJsonNames(error);
       const fields = {
         procedure,
         protocol: req.header.get("content-type"),
@@ -55,6 +59,40 @@ export function observeInterceptor(): Interceptor {
     });
   };
 }
+
+/** Connect JSON, gRPC(-Web) with +json, or a Connect GET with encoding=json. */
+function isJsonRequest(req: { header: Headers; url: string }): boolean {
+  return /^application\/(?:json|[a-z-]+\+json)/.test(req.header.get("content-type") ?? "") || /[?&]encoding=json(?:&|$)/.test(req.url);
+}
+
+// "spec.desired_phase: value is required [required]": the field path before the first ": ".
+const FIELD_PATH = /^[a-z][a-z0-9_]*(?:\[[^\]]*\])*(?:\.[a-z][a-z0-9_]*(?:\[[^\]]*\])*)*(?=: )/;
+
+/**
+ * The same error with the field path of its message in the JSON names the client sent
+ * (`spec.desiredPhase` for `spec.desired_phase`: protobuf's lowerCamelCase JSON names). The
+ * buf.validate.Violations detail keeps the protobuf names, as protovalidate defines it.
+ */
+function inJsonNames(error: ConnectError): ConnectError {
+  const path = FIELD_PATH.exec(error.rawMessage)?.[0];
+  if (path === undefined || !path.includes("_")) return error;
+  const jsonPath = path.replace(/(?<!\[[^\]]*)_([a-z0-9])/g, (_, letter: string) => letter.toUpperCase());
+  const renamed = new ConnectError(jsonPath + error.rawMessage.slice(path.length), error.code, error.metadata, undefined, error.cause);
+  renamed.details = error.details;
+  return renamed;
+}
+
+/** Codes whose calls fail the same way when sent again unchanged. */
+const NOT_RETRYABLE = new Set([
+  Code.InvalidArgument,
+  Code.NotFound,
+  Code.AlreadyExists,
+  Code.PermissionDenied,
+  Code.Unauthenticated,
+  Code.FailedPrecondition,
+  Code.OutOfRange,
+  Code.Unimplemented,
+]);
 
 /** The code as clients see it on the wire ("invalid_argument"), so logs and errors match. */
 function wireCode(code: Code): string {

@@ -28,7 +28,10 @@ import { createAsyncIterable, type UniversalHandler, type UniversalServerRequest
 import { brotliDecompressSync, gunzipSync } from "node:zlib";
 import { base64Decode } from "@bufbuild/protobuf/wire";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import type { DescMessage } from "@bufbuild/protobuf";
 import { answerAfterBody } from "./unread-body.js";
+import { unknownEnumNameChecker } from "../protobuf/enum-names.js";
+import { ACCEPTED_CONTENT_TYPES } from "./fallbacks.js";
 
 const PARSE_BINARY = "parse binary: ";
 const COMPRESSED_WITHOUT_ENCODING = "received compressed envelope, but do not know how to decompress";
@@ -67,7 +70,14 @@ function wrap(handler: UniversalHandler, maxTimeoutMs: number): UniversalHandler
         header: new Headers({ "content-type": contentType, "grpc-status": "3", "grpc-message": encodeURIComponent(message) }),
       };
     }
-    return rewrite(await handler(request));
+    const response = await handler(request);
+    // A content type no protocol uses: Connect's answer is a bare 415 without a word of what to send;
+    // ours is a Connect error (HTTP 400, as Connect maps invalid_argument).
+    if (response.status === 415 && !response.header?.get("content-type")) {
+      const sent = request.header.get("content-type");
+      return connectError(400, "invalid_argument", `${sent ? `content type ${JSON.stringify(sent)} is not supported` : "the request has no content type"}: send ${ACCEPTED_CONTENT_TYPES}`);
+    }
+    return rewrite(response);
   };
   // The handler's descriptive properties (requestPath, method, service, protocolNames, ...).
   return Object.assign(wrapped, handler);
@@ -123,7 +133,7 @@ function connectError(status: number, code: string, message: string): UniversalS
   const body = new TextEncoder().encode(JSON.stringify({ code, message }));
   return {
     status,
-    header: new Headers({ "content-type": "application/json", "content-length": String(body.byteLength) }),
+    header: new Headers({ "content-type": "application/json", "content-length": String(body.byteLength), "x-should-retry": "false" }),
     body: createAsyncIterable([body]),
   };
 }
@@ -263,6 +273,28 @@ const utf8 = new TextDecoder();
 /** The router's jsonOptions plus `jsonTextDecoder` (Connect passes jsonOptions on to its JSON codec, which reads it). */
 export function withSafeJsonDecoding<T extends object>(jsonOptions: T): T {
   return { ...jsonOptions, textDecoder: jsonTextDecoder };
+}
+
+/**
+ * The jsonOptions for requests of one message type: as `jsonOptions`, and a JSON text with an enum
+ * name the field does not have is `invalid_argument` naming the field and the allowed names
+ * (src/protobuf/enum-names.ts) instead of being read as "unset".
+ */
+export function withKnownEnumNames<T extends object>(jsonOptions: T, input: DescMessage): T {
+  const check = unknownEnumNameChecker(input);
+  if (check === undefined) return jsonOptions;
+  const decoder = (jsonOptions as { textDecoder?: { decode(input?: Uint8Array): string } }).textDecoder ?? jsonTextDecoder;
+  return {
+    ...jsonOptions,
+    textDecoder: {
+      decode(bytes?: Uint8Array): string {
+        const text = decoder.decode(bytes);
+        const problem = check(text);
+        if (problem !== undefined) throw new ConnectError(problem.message, Code.InvalidArgument, { "x-should-retry": "false" });
+        return text;
+      },
+    },
+  };
 }
 
 /**

@@ -6,9 +6,10 @@ import { Code, ConnectError, createConnectRouter, type ConnectRouter, type Conte
 import { compressionBrotli, compressionGzip } from "@connectrpc/connect-node";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { createRegistry, type DescFile } from "@bufbuild/protobuf";
-import { withProtocolGuards, withSafeJsonDecoding } from "./protocol-guards.js";
+import { withKnownEnumNames, withProtocolGuards, withSafeJsonDecoding } from "./protocol-guards.js";
 import { Health } from "../../gen/grpc/health/v1/health_pb.js";
 import { healthRoutes, type HealthOptions } from "./health.js";
+import { registerRpcFallbacks } from "./fallbacks.js";
 import { reflectionRoutes } from "./reflection.js";
 import { unaryFastPath, type FastPathProtocol, type ServiceRoute } from "./unary-fast-path.js";
 
@@ -32,13 +33,24 @@ export interface RpcRoutesOptions {
 
 export async function registerRpcRoutes(app: FastifyInstance, options: RpcRoutesOptions): Promise<void> {
   const { services, interceptors, contextValues } = options;
-  const routes = (router: ConnectRouter) => {
-    for (const { service, impl } of services) router.service(service, impl as never);
-  };
+  // Before the Connect plugins, so that they inherit the error handler (src/rpc/fallbacks.ts).
+  registerRpcFallbacks(
+    app,
+    [...services.map(({ service }) => service), Health].flatMap((service) => service.methods.map((method) => `${service.typeName}/${method.name}`)),
+  );
   // The registry resolves google.protobuf.Any in JSON (SendResponse's CallError.details): every
   // message of the served files and the files they import.
   const registry = createRegistry(...withImports(services.map(({ service }) => service.file)));
   const jsonOptions = withSafeJsonDecoding({ ignoreUnknownFields: true, registry }); // src/rpc/protocol-guards.ts
+  // Method by method: each reads JSON with its own check of enum names (withKnownEnumNames).
+  const routes = (router: ConnectRouter) => {
+    for (const { service, impl } of services) {
+      for (const method of service.methods) {
+        const implementation = (impl as Record<string, unknown>)[method.localName] ?? notImplemented(`${service.typeName}.${method.name}`);
+        router.rpc(method, implementation as never, { jsonOptions: withKnownEnumNames(jsonOptions, method.input) });
+      }
+    }
+  };
   const connectOptions: Parameters<typeof fastifyConnectPlugin>[1] = {
     routes: withProtocolGuards(routes, options), // src/rpc/protocol-guards.ts
     interceptors,
@@ -89,6 +101,13 @@ export async function registerRpcRoutes(app: FastifyInstance, options: RpcRoutes
     routes: withProtocolGuards(healthRoutes({ ...health, services: services.map(({ service }) => service.typeName) }), options),
     interceptors: healthInterceptors,
   });
+}
+
+/** What Connect's router.service() gives a method the implementation leaves out. */
+function notImplemented(name: string): () => never {
+  return () => {
+    throw new ConnectError(`${name} is not implemented`, Code.Unimplemented);
+  };
 }
 
 function withImports(files: DescFile[]): DescFile[] {

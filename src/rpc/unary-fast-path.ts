@@ -41,6 +41,7 @@ import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, un
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
 import { createMessage } from "../protobuf/create-message.js";
 import { encodeJson } from "../protobuf/json-encoder.js";
+import { withKnownEnumNames } from "./protocol-guards.js";
 
 /** A service and its implementation, as given to `router.service()`. */
 export interface ServiceRoute {
@@ -103,7 +104,7 @@ export function unaryFastPath(options: FastPathOptions): onRequestHookHandler {
       const path = `/${service.typeName}/${method.name}`;
       const connect = connectHandlers.get(path);
       if (typeof implementation !== "function" || connect === undefined) continue; // Connect answers unimplemented
-      const serialization = createMethodSerializationLookup(method, undefined, options.jsonOptions, {
+      const serialization = createMethodSerializationLookup(method, undefined, withKnownEnumNames(options.jsonOptions, method.input), {
         readMaxBytes: options.readMaxBytes,
         writeMaxBytes: 0xffffffff, // Connect's default
       });

@@ -4,21 +4,21 @@ import { sql, type Database } from "./db/database.js";
 import { RunnerPhase } from "../../gen/gitpod/v1/runner_pb.js";
 import { RunnerKind } from "../../gen/gitpod/v1/runner_configuration_pb.js";
 
-// The phase rules of observedStatus() in src/domain/runners.ts, as SQL: the local
-// configuration runner shows its desired phase; otherwise not signed up = CREATED, silent
-// for the whole liveness window = INACTIVE, a degradation message = DEGRADED, else ACTIVE.
+// The phase rules of observedStatus() in src/domain/runners.ts, as SQL: not signed up =
+// CREATED, silent for the whole liveness window = INACTIVE, a degradation message = DEGRADED,
+// else ACTIVE. Each organization's LOCAL_CONFIGURATION runner is no runner process (it would
+// count as ACTIVE on a fresh install with none), so it is not counted.
 const q = {
   phases: sql(
     "runner_stats_phases",
     `SELECT phase, count(*)::int AS n FROM (
        SELECT CASE
-         WHEN kind = $1 THEN desired_phase::int
          WHEN signed_up_at IS NULL THEN $2
          WHEN COALESCE(last_active_at, signed_up_at) <= $3 THEN $4
          WHEN degradation_message <> '' THEN $5
          ELSE $6
        END AS phase
-       FROM runners WHERE deleted_at IS NULL
+       FROM runners WHERE deleted_at IS NULL AND kind <> $1
      ) observed GROUP BY phase`,
   ),
   organizations: sql("runner_stats_organizations", "SELECT count(*)::int AS n FROM organizations"),

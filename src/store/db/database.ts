@@ -5,6 +5,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import pg from "pg";
 import { NotificationSession } from "./notifications.js";
+import { acquireEmbeddedLock, type EmbeddedLock } from "./embedded-lock.js";
 import { parseTimestamptz, TIMESTAMPTZ_OID } from "./timestamptz.js";
 import type { PGlite } from "@electric-sql/pglite";
 
@@ -200,7 +201,10 @@ class EmbeddedDatabase implements Database {
 
   private readonly queryable: Queryable;
 
-  constructor(private readonly db: PGlite) {
+  constructor(
+    private readonly db: PGlite,
+    private readonly lock: EmbeddedLock | undefined,
+  ) {
     this.queryable = embeddedQueryable(db);
   }
 
@@ -243,8 +247,12 @@ class EmbeddedDatabase implements Database {
     return { total: 1, idle: this.inFlight === 0 ? 1 : 0, waiting: Math.max(0, this.inFlight - 1) };
   }
 
-  close(): Promise<void> {
-    return this.db.close();
+  async close(): Promise<void> {
+    try {
+      await this.db.close();
+    } finally {
+      this.lock?.release();
+    }
   }
 }
 
@@ -257,6 +265,8 @@ export interface DatabaseOptions {
   databaseUrl: string | undefined;
   /** Directory of the embedded database; undefined keeps it in memory (tests). */
   dataDir: string | undefined;
+  /** Embedded only: the directory whose lock (src/store/db/embedded-lock.ts) this process must hold first. */
+  lockDir?: string;
   poolSize: number;
   /** PostgreSQL only: longest a statement may take (DATABASE_QUERY_TIMEOUT_MS); 0 = no limit. Default 10 s. */
   queryTimeoutMs?: number;
@@ -270,6 +280,7 @@ export function openConfiguredDatabase(
   return openDatabase({
     databaseUrl: config.databaseUrl,
     dataDir: config.databaseUrl ? undefined : join(config.dataDir, "pgdata"),
+    lockDir: config.databaseUrl ? undefined : config.dataDir,
     poolSize,
     queryTimeoutMs: config.databaseQueryTimeoutMs,
   });
@@ -277,12 +288,19 @@ export function openConfiguredDatabase(
 
 export async function openDatabase(options: DatabaseOptions): Promise<Database> {
   if (options.databaseUrl) return new PostgresDatabase(options.databaseUrl, options.poolSize, options.queryTimeoutMs ?? DEFAULT_QUERY_TIMEOUT_MS);
-  if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true });
-  // Loaded only when used: a server on PostgreSQL does not carry the embedded engine's code.
-  const { PGlite } = await import("@electric-sql/pglite");
-  const db = options.dataDir === undefined ? new PGlite() : new PGlite(options.dataDir);
-  await db.waitReady;
-  return new EmbeddedDatabase(db);
+  // Before anything touches the files: throws EmbeddedDatabaseInUse when another process owns them.
+  const lock = options.lockDir === undefined ? undefined : acquireEmbeddedLock(options.lockDir);
+  try {
+    if (options.dataDir !== undefined) mkdirSync(options.dataDir, { recursive: true });
+    // Loaded only when used: a server on PostgreSQL does not carry the embedded engine's code.
+    const { PGlite } = await import("@electric-sql/pglite");
+    const db = options.dataDir === undefined ? new PGlite() : new PGlite(options.dataDir);
+    await db.waitReady;
+    return new EmbeddedDatabase(db, lock);
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
 }
 
 const unavailableSqlStates = new Set([

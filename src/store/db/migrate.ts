@@ -52,3 +52,12 @@ export async function migrate(db: Database, migrations: Migration[] = readMigrat
     // Waiting for another replica's migrations, and a long migration, may exceed the query timeout.
   }, { unbounded: true });
 }
+
+/** The versions not applied yet, without changing anything (the CLI's commands other than migrate). */
+export async function pendingMigrations(db: Database, migrations: Migration[] = readMigrations()): Promise<string[]> {
+  const { rows: tables } = await db.query<{ exists: boolean }>("SELECT to_regclass('schema_migrations') IS NOT NULL AS exists");
+  if (!tables[0]?.exists) return migrations.map((migration) => migration.version);
+  const { rows } = await db.query<{ version: string }>("SELECT version FROM schema_migrations");
+  const applied = new Set(rows.map((row) => row.version));
+  return migrations.map((migration) => migration.version).filter((version) => !applied.has(version));
+}
