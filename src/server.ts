@@ -346,7 +346,7 @@ function registerChannelMetrics(metrics: Metrics, channel: RunnerChannel, runner
 /**
  * Events and the audit log (docs/events.md): the process's event hub on the shared LISTEN
  * session, and the sweeper this replica runs when it holds the deployment's lease. Streams end
- * (cleanly) before the drain; the sweeper hands its lease back on close.
+ * (cleanly) and the sweeper hands its lease back before the drain, while the database is open.
  */
 async function eventsAndAudit(app: FastifyInstance, config: Config, db: Database, clock: Clock): Promise<{ hub: EventHub; sweeper: EventSweeper }> {
   const store = new EventStore(db);
@@ -361,8 +361,10 @@ async function eventsAndAudit(app: FastifyInstance, config: Config, db: Database
     warn: (fields, message) => app.log.info(fields, message),
   });
   sweeper.start();
+  // Both before the drain: streams end cleanly, and the lease is handed back at once (another
+  // replica sweeps from its next interval) while the database is still open.
   app.addHook("preClose", () => hub.close());
-  app.addHook("onClose", () => sweeper.stop());
+  app.addHook("preClose", () => sweeper.stop());
   app.decorate("eventSweeper", sweeper);
   app.decorate("eventHub", hub);
   return { hub, sweeper };
