@@ -2,17 +2,21 @@
 // against the real server: an SCM integration added with the API's field errors at the field,
 // a host token stored whose value never reaches the page again, environment classes shown live
 // and switched, and the integration deleted after a confirmation (its token with it, live).
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, BrowserContext, ConsoleMessage, Page } from "playwright-core";
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { startServer, type TestServer, type TestUser } from "./harness.js";
 import { buildDashboard, launchChromium } from "./browser.js";
+import { projectRoot } from "../src/paths.js";
 
 // Names that exist in the page, where the functions given to page.evaluate run (this file is typed for Node).
 declare const document: any;
 
 const SECRET = "glpat-dashboard-test-0123456789abcdef";
 const HOST = "git.example.com";
+const SHOTS = join(projectRoot, "test-results", "dashboard");
 
 let server: TestServer;
 let user: TestUser;
@@ -104,6 +108,13 @@ describe("the runner detail page's configuration sections in Chromium", () => {
     await toggle.click();
     await expect.poll(async () => (await configuration().getEnvironmentClass({ environmentClassId: id })).environmentClass?.enabled).toBe(false);
     await expect.poll(() => toggle.isChecked()).toBe(false);
+    // For a look at both widths (test-results/dashboard/, not committed).
+    mkdirSync(SHOTS, { recursive: true });
+    for (const width of [1280, 390]) {
+      await page.setViewportSize({ width, height: 900 });
+      await page.locator("#scm-integrations").screenshot({ path: join(SHOTS, `configuration-${width}.png`) });
+    }
+    await page.setViewportSize({ width: 1280, height: 900 });
   });
 
   it("deletes the integration after a confirmation, and your token for its host goes with it, with no console errors", async () => {

@@ -107,7 +107,7 @@ function IntegrationFields({ value, onChange, errors, editing }: { value: Integr
   return (
     <>
       {!editing && (
-        <div className="row">
+        <div className="config-row">
           <Field label="Host" error={errors.get("host")} help="A host name with an optional port, e.g. github.com or git.example.com:8443.">
             <input value={value.host} onChange={(e) => set({ host: e.target.value })} autoComplete="off" />
           </Field>
@@ -127,7 +127,7 @@ function IntegrationFields({ value, onChange, errors, editing }: { value: Integr
         </label>
         {errors.get("pat") && <p className="field-error">{errors.get("pat")}</p>}
       </div>
-      <div className="row">
+      <div className="config-row">
         <Field label="OAuth client id" error={errors.get("oauth_client_id")} help={editing ? "Empty removes OAuth (and the OAuth tokens users stored for this host)." : "Optional; needs the runner to have signed up."}>
           <input value={value.clientId} onChange={(e) => set({ clientId: e.target.value })} autoComplete="off" />
         </Field>
@@ -240,6 +240,7 @@ export function ScmIntegrations({ runnerId, enabled }: { runnerId: string; enabl
       {integrations.length === 0 ? (
         <p className="help">No SCM integrations: the runner reaches only public repositories.</p>
       ) : (
+        <div className="config-table">
         <table className="kv scm">
           <thead>
             <tr>
@@ -263,7 +264,8 @@ export function ScmIntegrations({ runnerId, enabled }: { runnerId: string; enabl
                 <td>{i.scmId}</td>
                 <td>{[i.pat ? "personal access tokens" : "", i.oauth?.clientId ? `OAuth app ${i.oauth.clientId}` : ""].filter(Boolean).join(", ") || "none"}</td>
                 {manages && (
-                  <td className="actions">
+                  <td>
+                    <div className="actions">
                     <button type="button" className="secondary" onClick={() => setEditing(i.id)}>
                       Edit<span className="visually-hidden"> {i.host}</span>
                     </button>
@@ -285,12 +287,14 @@ export function ScmIntegrations({ runnerId, enabled }: { runnerId: string; enabl
                         </button>
                       )}
                     </Confirm>
+                    </div>
                   </td>
                 )}
               </tr>
             ))}
           </tbody>
         </table>
+        </div>
       )}
       {manages === false && <p className="help">You may use this runner but not manage it, so you cannot change its integrations.</p>}
       {manages &&
@@ -364,6 +368,7 @@ export function YourHostTokens({ runnerId, enabled }: { runnerId: string; enable
       </p>
       {tokens.error && <p className="field-error">{describeError(tokens.error)}</p>}
       {mine.length > 0 && (
+        <div className="config-table">
         <table className="kv tokens">
           <thead>
             <tr>
@@ -381,7 +386,8 @@ export function YourHostTokens({ runnerId, enabled }: { runnerId: string; enable
                 <th scope="row">{t.host}</th>
                 <td>{enumLabel(HostAuthenticationTokenSourceSchema, t.source)}</td>
                 <td>{t.expiresAt ? timestampText(t.expiresAt) : "never"}</td>
-                <td className="actions">
+                <td>
+                    <div className="actions">
                   <button type="button" className="secondary" onClick={() => (setHost(t.host), setResult(undefined))}>
                     Replace<span className="visually-hidden"> the token for {t.host}</span>
                   </button>
@@ -403,15 +409,17 @@ export function YourHostTokens({ runnerId, enabled }: { runnerId: string; enable
                       </button>
                     )}
                   </Confirm>
+                    </div>
                 </td>
               </tr>
             ))}
           </tbody>
         </table>
+        </div>
       )}
       <form onSubmit={save} noValidate aria-label="Store your token for a host">
         {top}
-        <div className="row">
+        <div className="config-row">
           <Field label="Token host" error={errors.get("host")}>
             <input value={host} onChange={(e) => setHost(e.target.value)} list="token-hosts" autoComplete="off" />
           </Field>
@@ -478,6 +486,7 @@ export function EnvironmentClasses({ runnerId, enabled }: { runnerId: string; en
       {classes.length === 0 ? (
         <p className="help">No environment classes: the runner offers them when it signs up, or an admin adds them here.</p>
       ) : (
+        <div className="config-table">
         <table className="kv classes">
           <thead>
             <tr>
@@ -507,6 +516,7 @@ export function EnvironmentClasses({ runnerId, enabled }: { runnerId: string; en
             ))}
           </tbody>
         </table>
+        </div>
       )}
       {failure && (
         <p className="field-error" role="alert">
@@ -516,7 +526,7 @@ export function EnvironmentClasses({ runnerId, enabled }: { runnerId: string; en
       {manages && (
         <form onSubmit={add} noValidate aria-label="Add an environment class">
           {top}
-          <div className="row">
+          <div className="config-row">
             <Field label="Class name" error={errors.get("display_name")}>
               <input value={displayName} onChange={(e) => setDisplayName(e.target.value)} autoComplete="off" />
             </Field>
