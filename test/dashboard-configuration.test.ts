@@ -78,7 +78,21 @@ describe("the runner detail page's configuration sections in Chromium", () => {
     expect(await host.inputValue()).toBe("");
     const { integrations } = await configuration().listSCMIntegrations({ filter: { runnerIds: [runnerId] } });
     expect(integrations.map((i) => [i.host, i.scmId, i.pat])).toEqual([[HOST, "gitlab", true]]);
-    problems.splice(0).forEach((p) => expect(p).toMatch(/status of 400/)); // the browser's report of the refused create
+
+    // Edit: a client id without its secret is refused at the secret's field; a virtual directory is saved.
+    await scm().getByRole("button", { name: `Edit ${HOST}` }).click();
+    const edit = scm().getByRole("form", { name: `Edit the integration for ${HOST}` });
+    await edit.getByLabel("OAuth client id").fill("client-1");
+    await edit.getByRole("button", { name: "Save integration" }).click();
+    const secret = edit.getByLabel("OAuth client secret");
+    await expect.poll(() => secret.getAttribute("aria-invalid")).toBe("true");
+    expect(await described(secret)).toContain("is required when oauth_client_id changes");
+    await edit.getByLabel("OAuth client id").fill("");
+    await edit.getByLabel("Virtual directory").fill("team");
+    await edit.getByRole("button", { name: "Save integration" }).click();
+    await scm().locator("tbody th", { hasText: `${HOST}/team` }).waitFor();
+    await form.waitFor(); // the add form is back
+    problems.splice(0).forEach((p) => expect(p).toMatch(/status of 400/)); // the browser's report of the two refused calls
   });
 
   it("stores your token for the host and shows its metadata, never its value", async () => {
