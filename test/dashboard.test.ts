@@ -1,12 +1,11 @@
 // The web dashboard (web/, served by src/http/dashboard.ts) in a real browser: Debian's Chromium
 // driven by playwright-core, against the real server and a real development runner process.
 // Screenshots of the list and the detail page at 1280 and 390 px go to test-results/dashboard/.
-import { execFileSync } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { chromium, type Browser, type BrowserContext, type ConsoleMessage, type Page } from "playwright-core";
+import { type Browser, type BrowserContext, type ConsoleMessage, type Page } from "playwright-core";
 import { Code } from "@connectrpc/connect";
 import { ManualClock } from "../src/domain/clock.js";
 import { projectRoot } from "../src/paths.js";
@@ -15,6 +14,7 @@ import { RunnerPhase, RunnerReleaseChannel } from "../gen/gitpod/v1/runner_pb.js
 import { RunnerProvider } from "../gen/gitpod/v1/runner_configuration_pb.js";
 import { failure, startServer, type TestServer, type TestUser } from "./harness.js";
 import { RunnerProcess } from "./runner-process.js";
+import { buildDashboard, launchChromium } from "./browser.js";
 import { TestRunner } from "./runner-client.js";
 import { TcpProxy } from "./tcp-proxy.js";
 import { issueApiKey } from "../src/domain/accounts.js";
@@ -36,14 +36,6 @@ declare const document: any, sessionStorage: any, localStorage: any, navigator: 
 const LIVENESS_WINDOW_SECONDS = 3;
 const SHOTS = join(projectRoot, "test-results", "dashboard");
 
-/** Debian's chromium (CHROMIUM_PATH overrides); .ci/run installs it. */
-function chromiumPath(): string {
-  const candidates = [process.env.CHROMIUM_PATH, "/usr/bin/chromium", "/usr/bin/chromium-browser"].filter((p): p is string => !!p);
-  const found = candidates.find((p) => existsSync(p));
-  if (!found) throw new Error(`no Chromium at ${candidates.join(", ")}: apt-get install chromium (see .ci/run), or set CHROMIUM_PATH`);
-  return found;
-}
-
 let server: TestServer;
 let user: TestUser;
 let browser: Browser;
@@ -51,14 +43,10 @@ const runners: RunnerProcess[] = [];
 const stateDirs: string[] = [];
 
 beforeAll(async () => {
-  // The dashboard as `npm run build` makes it, from the sources under test.
-  execFileSync(process.execPath, [join(projectRoot, "node_modules", "vite", "bin", "vite.js"), "build", "--config", "web/vite.config.ts"], {
-    cwd: projectRoot,
-    stdio: "pipe",
-  });
+  buildDashboard();
   server = await startServer({ env: { RUNNER_LIVENESS_WINDOW_SECONDS: String(LIVENESS_WINDOW_SECONDS) }, clock: new WallClock() });
   user = await server.newUser();
-  browser = await chromium.launch({ executablePath: chromiumPath(), args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+  browser = await launchChromium();
   mkdirSync(SHOTS, { recursive: true });
 }, 120_000);
 

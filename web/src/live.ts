@@ -1,6 +1,8 @@
 // Live updates: keeps every runner query of the page current without a reload, through
 // EventService.WatchEvents. Each event (a runner created, changed, deleted, its phase flipped by
-// the server's sweeper; a policy changed) re-reads the runner queries the page shows, coalesced.
+// the server's sweeper; a policy changed) re-reads the runner queries the page shows, coalesced;
+// an event about an SCM integration, a host token or an environment class re-reads the
+// RunnerConfigurationService queries instead.
 // When the stream drops it reconnects with a growing delay, and re-lists once it is back, since
 // events sent while it was away are not replayed.
 import { useEffect, useState } from "react";
@@ -9,7 +11,8 @@ import { createConnectQueryKey, useTransport } from "@connectrpc/connect-query";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { RunnerService } from "../../gen/gitpod/v1/runner_pb.js";
 import { GroupService } from "../../gen/gitpod/v1/group_pb.js";
-import { EventService, ResourceOperation } from "../../gen/gitpod/v1/event_pb.js";
+import { RunnerConfigurationService } from "../../gen/gitpod/v1/runner_configuration_pb.js";
+import { EventService, ResourceOperation, ResourceType } from "../../gen/gitpod/v1/event_pb.js";
 
 export type LiveState = { mode: "connecting" } | { mode: "watching" } | { mode: "reconnecting"; reason: string };
 
@@ -18,13 +21,20 @@ const COALESCE_MS = 150;
 const RECONNECT_FIRST_MS = 500;
 const RECONNECT_MAX_MS = 10_000;
 
-/** Re-reads every RunnerService (and GroupService: policy names) query that a page shows. */
-export function useRefreshRunners(): () => Promise<void> {
+type Service = typeof RunnerService | typeof GroupService | typeof RunnerConfigurationService;
+const RUNNER_SERVICES: Service[] = [RunnerService, GroupService];
+const CONFIGURATION_TYPES = new Set([ResourceType.RUNNER_SCM_INTEGRATION, ResourceType.HOST_AUTHENTICATION_TOKEN, ResourceType.ENVIRONMENT_CLASS]);
+
+/** The services whose queries show a resource of this type (docs/events.md). */
+function servicesFor(type: ResourceType): Service[] {
+  return CONFIGURATION_TYPES.has(type) ? [RunnerConfigurationService] : RUNNER_SERVICES;
+}
+
+/** Re-reads the queries of `services` (by default every RunnerService and GroupService (policy names) query) that a page shows. */
+export function useRefreshRunners(): (services?: Service[]) => Promise<void> {
   const queryClient = useQueryClient();
-  return async () => {
-    await Promise.all(
-      [RunnerService, GroupService].map((schema) => queryClient.invalidateQueries({ queryKey: createConnectQueryKey({ schema, cardinality: undefined }) })),
-    );
+  return async (services = RUNNER_SERVICES) => {
+    await Promise.all(services.map((schema) => queryClient.invalidateQueries({ queryKey: createConnectQueryKey({ schema, cardinality: undefined }) })));
   };
 }
 
@@ -35,10 +45,14 @@ export function LiveUpdates({ onState }: { onState: (state: LiveState) => void }
     const stop = new AbortController();
     const client = createClient(EventService, transport);
     let pending: ReturnType<typeof setTimeout> | undefined;
-    const soon = () => {
+    const stale = new Set<Service>();
+    const soon = (services: Service[] = [...RUNNER_SERVICES, RunnerConfigurationService]) => {
+      for (const service of services) stale.add(service);
       pending ??= setTimeout(() => {
         pending = undefined;
-        void refresh();
+        const due = [...stale];
+        stale.clear();
+        void refresh(due);
       }, COALESCE_MS);
     };
     const sleep = (ms: number) => new Promise<void>((resolve) => {
@@ -57,11 +71,11 @@ export function LiveUpdates({ onState }: { onState: (state: LiveState) => void }
           if (attempt > 0) soon();
         };
         try {
-          // The whole organization, every resource type: runners, their policies, groups.
+          // The whole organization, every resource type: runners, their policies, groups, configuration.
           const stream = client.watchEvents({ scope: { case: "organization", value: true } }, { signal: stop.signal, onHeader: opened, timeoutMs: 0 });
           for await (const event of stream) {
             if (event.operation === ResourceOperation.UNSPECIFIED) continue; // a keepalive
-            soon();
+            soon(servicesFor(event.resourceType));
           }
         } catch (err) {
           if (stop.signal.aborted) return;

@@ -1,5 +1,6 @@
 // One runner: its status and spec (every field the API returns), edit, a new exchange token,
-// its policies, delete with confirmation.
+// its policies and configuration (SCM integrations, your host token, environment classes), delete
+// with confirmation.
 import { useEffect, useRef, useState, type FormEvent, type ReactNode } from "react";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { useMutation, useQuery } from "@connectrpc/connect-query";
@@ -27,6 +28,7 @@ import { Link, navigate } from "./router.js";
 import { TokenPanel } from "./token-panel.js";
 import { useNow, useRefreshAt, useRefreshRunners } from "./live.js";
 import { Policies } from "./policies.js";
+import { EnvironmentClasses, ScmIntegrations, YourHostTokens } from "./runner-configuration.js";
 
 function Facts({ rows }: { rows: [string, ReactNode][] }) {
   return (
@@ -180,6 +182,9 @@ export function RunnerDetail({ runnerId, settings }: { runnerId: string; setting
         <EditRunner runner={runner} />
         <NewToken runner={runner} settings={settings} />
         <Policies runnerId={runner.runnerId} enabled={!deleting} />
+        <ScmIntegrations runnerId={runner.runnerId} enabled={!deleting} />
+        <YourHostTokens runnerId={runner.runnerId} enabled={!deleting} />
+        <EnvironmentClasses runnerId={runner.runnerId} enabled={!deleting} />
         <DeleteRunner runner={runner} onDeleting={setDeleting} />
       </div>
 
