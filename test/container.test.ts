@@ -80,7 +80,9 @@ describe("Dockerfile", () => {
   });
 
   it("runs exactly the command of `npm start`, in exec form so node is PID 1 and gets SIGTERM", () => {
-    expect(execForm(one(final, "CMD"))).toEqual(pkg.scripts.start!.split(/\s+/));
+    // `exec` makes the shell npm runs the script in hand its pid to node (SIGTERM reaches the server).
+    expect(pkg.scripts.start).toMatch(/^exec /);
+    expect(execForm(one(final, "CMD"))).toEqual(pkg.scripts.start!.replace(/^exec /, "").split(/\s+/));
     expect(all(final, "ENTRYPOINT")).toEqual([]);
   });
 

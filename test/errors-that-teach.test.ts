@@ -144,10 +144,10 @@ describe("wrong turns", () => {
     expect(far.message).toBe("no procedure gitpod.v1.RunnerService/Frobnicate");
   });
 
-  it("GET / points at the documentation; other paths say where the API is", async () => {
+  it("GET / is the web dashboard; other paths say where the API is", async () => {
     const root = await fetch(`${server.baseUrl}/`);
     expect(root.status).toBe(200);
-    expect(((await root.json()) as { docs: string }).docs).toContain("README.md");
+    expect(root.headers.get("content-type")).toMatch(/^text\/html/);
     const other = await fetch(`${server.baseUrl}/v1/runners`);
     expect(other.status).toBe(404);
     expect(((await other.json()) as { message: string }).message).toContain("POST /gitpod.v1.RunnerService/ListRunners");

@@ -1,7 +1,7 @@
 // What a client that took a wrong turn gets instead of Fastify's own error shapes: a Connect
 // error (or a gRPC status) saying what is accepted. An unknown procedure names the one that was
-// probably meant; a body of a content type no protocol uses lists the ones that are; `GET /`
-// points at the documentation until something else (the web dashboard) serves that path.
+// probably meant; a body of a content type no protocol uses lists the ones that are. (`GET /` is
+// the web dashboard: src/http/dashboard.ts.)
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 
 export const ACCEPTED_CONTENT_TYPES =
@@ -14,7 +14,6 @@ const PROCEDURE = /^(?:\/api)?\/([A-Za-z_][\w.]*\.[A-Za-z_]\w*)\/([A-Za-z_]\w*)$
 export function registerRpcFallbacks(app: FastifyInstance, procedures: string[]): void {
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split("?")[0]!;
-    if (request.method === "GET" && path === "/") return rootAnswer(request, reply);
     const procedure = PROCEDURE.exec(path);
     if (procedure === null) {
       return send(reply, request, 404, "not_found", `no route ${request.method} ${path}: the API is POST /<package>.<Service>/<Method>, e.g. POST /gitpod.v1.RunnerService/ListRunners (see README.md)`);
@@ -35,16 +34,6 @@ export function registerRpcFallbacks(app: FastifyInstance, procedures: string[])
       return send(reply, request, 400, "invalid_argument", `${sent}: send ${ACCEPTED_CONTENT_TYPES}`);
     }
     return reply.send(error); // Fastify's default answer
-  });
-}
-
-/** The answer of `GET /` while nothing else serves it (a later static handler replaces it by registering the route). */
-export function rootAnswer(_request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  return reply.code(200).type("application/json").send({
-    name: "runner-control-plane",
-    api: "gitpod.v1 over Connect, gRPC and gRPC-Web: POST /gitpod.v1.<Service>/<Method>",
-    docs: "README.md (quick start and walkthrough), docs/operations.md",
-    health: "/healthz, /readyz",
   });
 }
 
