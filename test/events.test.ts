@@ -297,8 +297,10 @@ describe("runner configuration: SCM integrations, host tokens, environment class
       .createHostAuthenticationToken({ runnerId, host: "github.com", token: "ghp_member_secret", source: HostAuthenticationTokenSource.PAT });
     await asAdmin.deleteHostAuthenticationToken({ id: adminToken!.id });
     await asAdmin.deleteSCMIntegration({ id: integrationId });
-    await eventually(() => (has(wAdmin.seen, OP.DELETE, ResourceType.RUNNER_SCM_INTEGRATION, integrationId) ? true : undefined), 5_000, "the integration's DELETE");
-    await eventually(() => (has(wMember.seen, OP.DELETE, ResourceType.RUNNER_SCM_INTEGRATION, integrationId) ? true : undefined), 5_000, "the member's DELETE");
+    // The last change: the member's token, deleted with the integration (its event comes after the integration's).
+    for (const [w, who] of [[wAdmin, "admin"], [wMember, "member"]] as const) {
+      await eventually(() => (has(w.seen, OP.DELETE, ResourceType.HOST_AUTHENTICATION_TOKEN, memberToken!.id) ? true : undefined), 5_000, `the ${who}'s last DELETE`);
+    }
     await Promise.all([wAdmin.stop(), wMember.stop()]);
     const of = (seen: Seen[], type: ResourceType) => seen.filter((e) => e.resourceType === type).map((e) => [e.operation, e.resourceId]);
     expect(of(wAdmin.seen, ResourceType.RUNNER_SCM_INTEGRATION)).toEqual([[OP.CREATE, integrationId], [OP.UPDATE, integrationId], [OP.DELETE, integrationId]]);
