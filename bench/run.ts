@@ -176,7 +176,8 @@ function rssOf(pid: number): number {
 /** The node arguments of `npm start` (V8 flags and the script), so the bench runs what production runs. */
 function startArguments(): string[] {
   const start = (JSON.parse(readFileSync(join(projectRoot, "package.json"), "utf8")) as { scripts: { start: string } }).scripts.start;
-  const [command, ...args] = start.trim().split(/\s+/);
+  // `exec node …`: the shell npm runs the script in hands its pid to node.
+  const [command, ...args] = start.trim().replace(/^exec\s+/, "").split(/\s+/);
   if (command !== "node") throw new Error(`npm start is not a plain node command: ${start}`);
   return args;
 }
