@@ -44,7 +44,8 @@ const stateDirs: string[] = [];
 
 beforeAll(async () => {
   buildDashboard();
-  server = await startServer({ env: { RUNNER_LIVENESS_WINDOW_SECONDS: String(LIVENESS_WINDOW_SECONDS) }, clock: new WallClock() });
+  // PUBLIC_URL: the server issues logs tokens (the detail page's Logs section).
+  server = await startServer({ env: { RUNNER_LIVENESS_WINDOW_SECONDS: String(LIVENESS_WINDOW_SECONDS), PUBLIC_URL: "http://127.0.0.1" }, clock: new WallClock() });
   user = await server.newUser();
   browser = await launchChromium();
   mkdirSync(SHOTS, { recursive: true });
@@ -286,6 +287,17 @@ describe("the dashboard in Chromium", () => {
     await page.getByRole("button", { name: "New exchange token" }).click();
     expect(await page.getByLabel("Exchange token", { exact: true }).inputValue()).toMatch(/^rcpx_/);
     await page.getByRole("button", { name: "Done, hide the token" }).click();
+  });
+
+  it("gives a one-hour logs token for this runner on the detail page", async () => {
+    await page.getByRole("button", { name: "New logs token" }).click();
+    const token = await page.getByLabel("Logs token", { exact: true }).inputValue();
+    const [, payload] = token.split(".");
+    const claims = JSON.parse(Buffer.from(payload!, "base64url").toString()) as { runner_id: string; exp: number; iat: number; scope: string };
+    expect(claims.scope).toBe("logs");
+    expect(claims.runner_id).toBe(new URL(page.url()).pathname.split("/").pop());
+    expect(claims.exp - claims.iat).toBe(3600);
+    await page.getByRole("button", { name: "Done" }).click();
   });
 
   it("labels every control", async () => {

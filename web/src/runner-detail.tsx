@@ -25,7 +25,7 @@ import { Field, FormErrors, otherErrors, RELEASE_PATHS, ReleaseFields, Section, 
 import { phaseExpiresAt, phaseView } from "./phase.js";
 import { PhaseBadge } from "./phase-badge.js";
 import { Link, navigate } from "./router.js";
-import { TokenPanel } from "./token-panel.js";
+import { CopyField, TokenPanel } from "./token-panel.js";
 import { useNow, useRefreshAt, useRefreshRunners } from "./live.js";
 import { Policies } from "./policies.js";
 import { EnvironmentClasses, ScmIntegrations, YourHostTokens } from "./runner-configuration.js";
@@ -181,6 +181,7 @@ export function RunnerDetail({ runnerId, settings }: { runnerId: string; setting
 
         <EditRunner runner={runner} />
         <NewToken runner={runner} settings={settings} />
+        <Logs runner={runner} />
         <Policies runnerId={runner.runnerId} enabled={!deleting} />
         <ScmIntegrations runnerId={runner.runnerId} enabled={!deleting} />
         <YourHostTokens runnerId={runner.runnerId} enabled={!deleting} />
@@ -263,6 +264,55 @@ function EditRunner({ runner }: { runner: Runner }) {
           </span>
         </div>
       </form>
+    </Section>
+  );
+}
+
+// The runner serves its own logs and support bundle (status.log_url / support_bundle_url) and
+// accepts a one-hour logs token for itself (docs/oidc.md). The page's CSP allows only this origin,
+// so it does not fetch them itself: it gives the token and the command that does.
+const LOGS_TOKEN_LIFETIME_MS = 3_600_000;
+
+function Logs({ runner }: { runner: Runner }) {
+  const [token, setToken] = useState<{ value: string; expiresAt: Date }>();
+  const [failure, setFailure] = useState<string>();
+  const create = useMutation(RunnerService.method.createRunnerLogsToken);
+  const logUrl = runner.status?.logUrl ?? "";
+  const bundleUrl = runner.status?.supportBundleUrl ?? "";
+  const issue = async () => {
+    setFailure(undefined);
+    try {
+      const response = await create.mutateAsync({ runnerId: runner.runnerId });
+      setToken({ value: response.accessToken, expiresAt: new Date(Date.now() + LOGS_TOKEN_LIFETIME_MS) });
+    } catch (err) {
+      setFailure(describeError(err));
+    }
+  };
+  return (
+    <Section title="Logs" id="logs">
+      <Facts rows={[["Logs", logUrl || "not reported by the runner"], ["Support bundle", bundleUrl || "not reported by the runner"]]} />
+      {token ? (
+        <>
+          <CopyField label="Logs token" value={token.value} />
+          <p className="help">Valid for this runner only, until {token.expiresAt.toLocaleTimeString()}.</p>
+          {logUrl && <CopyField label="Read the logs" value={`curl -sS -H 'Authorization: Bearer ${token.value}' '${logUrl}'`} multiline />}
+          <button type="button" onClick={() => setToken(undefined)}>
+            Done
+          </button>
+        </>
+      ) : (
+        <>
+          <p className="help">A one-hour token that this runner's logs and support bundle accept, and nothing else.</p>
+          <button type="button" onClick={issue} disabled={create.isPending}>
+            New logs token
+          </button>
+          {failure && (
+            <p className="field-error" role="alert">
+              {failure}
+            </p>
+          )}
+        </>
+      )}
     </Section>
   );
 }

@@ -22,7 +22,7 @@ export function runnerCommand(origin: string, runnerId: string, token: string): 
   return `npm run --silent runner -- --url ${origin} --state-dir runner-state/${runnerId} --exchange-token ${token} --log-format plain`;
 }
 
-function CopyField({ label, value, multiline }: { label: string; value: string; multiline?: boolean }) {
+export function CopyField({ label, value, multiline }: { label: string; value: string; multiline?: boolean }) {
   const ref = useRef<HTMLInputElement & HTMLTextAreaElement>(null);
   const [copied, setCopied] = useState<string>();
   const id = `copy-${label.replace(/\W+/g, "-").toLowerCase()}`;
