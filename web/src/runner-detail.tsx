@@ -268,26 +268,55 @@ function EditRunner({ runner }: { runner: Runner }) {
   );
 }
 
+/** A token minted on request: the value with its expiry, or the reason it could not be made. */
+function useMintedToken(mint: () => Promise<{ value: string; lifetimeMs: number }>) {
+  const [token, setToken] = useState<{ value: string; expiresAt: Date }>();
+  const [failure, setFailure] = useState<string>();
+  const [pending, setPending] = useState(false);
+  const issue = async () => {
+    setFailure(undefined);
+    setPending(true);
+    try {
+      const { value, lifetimeMs } = await mint();
+      setToken({ value, expiresAt: new Date(Date.now() + lifetimeMs) });
+    } catch (err) {
+      setFailure(describeError(err));
+    } finally {
+      setPending(false);
+    }
+  };
+  return { token, clear: () => setToken(undefined), issue, pending, failure };
+}
+
+function MintButton({ label, minted }: { label: string; minted: ReturnType<typeof useMintedToken> }) {
+  return (
+    <>
+      <button type="button" onClick={minted.issue} disabled={minted.pending}>
+        {label}
+      </button>
+      {minted.failure && (
+        <p className="field-error" role="alert">
+          {minted.failure}
+        </p>
+      )}
+    </>
+  );
+}
+
 // The runner serves its own logs and support bundle (status.log_url / support_bundle_url) and
 // accepts a one-hour logs token for itself (docs/oidc.md). The page's CSP allows only this origin,
 // so it does not fetch them itself: it gives the token and the command that does.
 const LOGS_TOKEN_LIFETIME_MS = 3_600_000;
 
 function Logs({ runner }: { runner: Runner }) {
-  const [token, setToken] = useState<{ value: string; expiresAt: Date }>();
-  const [failure, setFailure] = useState<string>();
   const create = useMutation(RunnerService.method.createRunnerLogsToken);
+  const minted = useMintedToken(async () => ({
+    value: (await create.mutateAsync({ runnerId: runner.runnerId })).accessToken,
+    lifetimeMs: LOGS_TOKEN_LIFETIME_MS,
+  }));
+  const { token } = minted;
   const logUrl = runner.status?.logUrl ?? "";
   const bundleUrl = runner.status?.supportBundleUrl ?? "";
-  const issue = async () => {
-    setFailure(undefined);
-    try {
-      const response = await create.mutateAsync({ runnerId: runner.runnerId });
-      setToken({ value: response.accessToken, expiresAt: new Date(Date.now() + LOGS_TOKEN_LIFETIME_MS) });
-    } catch (err) {
-      setFailure(describeError(err));
-    }
-  };
   return (
     <Section title="Logs" id="logs">
       <Facts rows={[["Logs", logUrl || "not reported by the runner"], ["Support bundle", bundleUrl || "not reported by the runner"]]} />
@@ -296,21 +325,14 @@ function Logs({ runner }: { runner: Runner }) {
           <CopyField label="Logs token" value={token.value} />
           <p className="help">Valid for this runner only, until {token.expiresAt.toLocaleTimeString()}.</p>
           {logUrl && <CopyField label="Read the logs" value={`curl -sS -H 'Authorization: Bearer ${token.value}' '${logUrl}'`} multiline />}
-          <button type="button" onClick={() => setToken(undefined)}>
+          <button type="button" onClick={minted.clear}>
             Done
           </button>
         </>
       ) : (
         <>
           <p className="help">A one-hour token that this runner's logs and support bundle accept, and nothing else.</p>
-          <button type="button" onClick={issue} disabled={create.isPending}>
-            New logs token
-          </button>
-          {failure && (
-            <p className="field-error" role="alert">
-              {failure}
-            </p>
-          )}
+          <MintButton label="New logs token" minted={minted} />
         </>
       )}
     </Section>
@@ -318,35 +340,22 @@ function Logs({ runner }: { runner: Runner }) {
 }
 
 function NewToken({ runner, settings }: { runner: Runner; settings: Settings }) {
-  const [token, setToken] = useState<{ value: string; expiresAt: Date }>();
-  const [failure, setFailure] = useState<string>();
   const create = useMutation(RunnerService.method.createRunnerToken);
-  const issue = async () => {
-    setFailure(undefined);
-    try {
-      const response = await create.mutateAsync({ runnerId: runner.runnerId });
-      setToken({ value: response.exchangeToken, expiresAt: new Date(Date.now() + settings.exchangeTokenTtlSeconds * 1000) });
-    } catch (err) {
-      setFailure(describeError(err));
-    }
-  };
+  const minted = useMintedToken(async () => ({
+    value: (await create.mutateAsync({ runnerId: runner.runnerId })).exchangeToken,
+    lifetimeMs: settings.exchangeTokenTtlSeconds * 1000,
+  }));
+  const { token } = minted;
   return (
     <Section title="Tokens" id="token">
       {token ? (
-        <TokenPanel runnerId={runner.runnerId} token={token.value} expiresAt={token.expiresAt} onDone={() => setToken(undefined)} />
+        <TokenPanel runnerId={runner.runnerId} token={token.value} expiresAt={token.expiresAt} onDone={minted.clear} />
       ) : (
         <>
           <p className="help">
             A new one-time token for this runner, for a new machine or a lost state directory. Access tokens issued before keep working.
           </p>
-          <button type="button" onClick={issue} disabled={create.isPending}>
-            New exchange token
-          </button>
-          {failure && (
-            <p className="field-error" role="alert">
-              {failure}
-            </p>
-          )}
+          <MintButton label="New exchange token" minted={minted} />
         </>
       )}
     </Section>
