@@ -1,9 +1,11 @@
 // The compiled protobuf code must do exactly what protobuf-es does by reflection, for every
 // message type of the API: the JSON encoder (src/protobuf/json-encoder.ts) writes what toJsonString
-// writes, or fails the same way; createMessage (src/protobuf/create-message.ts) builds what create builds.
+// writes, or fails the same way; the binary encoder (src/protobuf/binary-encoder.ts) writes the
+// bytes toBinary writes; createMessage (src/protobuf/create-message.ts) builds what create builds.
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { create, createFileRegistry, toJsonString, type DescMessage } from "@bufbuild/protobuf";
+import { create, createFileRegistry, fromBinary, toBinary, toJsonString, type DescMessage } from "@bufbuild/protobuf";
+import { BinaryWriter, WireType } from "@bufbuild/protobuf/wire";
 import {
   FieldDescriptorProto_Label as Label,
   FieldDescriptorProto_Type as Type,
@@ -12,10 +14,14 @@ import {
   timestampFromMs,
 } from "@bufbuild/protobuf/wkt";
 import { encodeJson } from "../src/protobuf/json-encoder.js";
+import { encodeBinary } from "../src/protobuf/binary-encoder.js";
 import { createMessage } from "../src/protobuf/create-message.js";
 import { RunnerSchema, RunnerService } from "../gen/gitpod/v1/runner_pb.js";
 import { IdentityService } from "../gen/gitpod/v1/identity_pb.js";
 import { RunnerInteractionService } from "../gen/gitpod/v1/runner_interaction_pb.js";
+import { RunnerConfigurationService } from "../gen/gitpod/v1/runner_configuration_pb.js";
+import { EventService } from "../gen/gitpod/v1/event_pb.js";
+import { GroupService } from "../gen/gitpod/v1/group_pb.js";
 import { RunnerPhase } from "../gen/gitpod/v1/runner_pb.js";
 import { messageArbitraries } from "./message-arbitrary.js";
 
@@ -36,6 +42,14 @@ const { messageInitArb } = messageArbitraries({
   override: (desc) => (desc.typeName === TimestampSchema.typeName ? timestampArb : undefined),
 });
 
+function binaryOutcome(encode: () => Uint8Array): { bytes: string } | { error: string } {
+  try {
+    return { bytes: Buffer.from(encode()).toString("hex") };
+  } catch (err) {
+    return { error: (err as Error).message };
+  }
+}
+
 function outcome(encode: () => string): { json: string } | { error: string } {
   try {
     return { json: encode() };
@@ -44,7 +58,7 @@ function outcome(encode: () => string): { json: string } | { error: string } {
   }
 }
 
-const methods = [...RunnerService.methods, ...IdentityService.methods, ...RunnerInteractionService.methods];
+const methods = [RunnerService, IdentityService, RunnerInteractionService, RunnerConfigurationService, EventService, GroupService].flatMap((service) => service.methods);
 // Responses are what the server encodes; requests add the remaining field types of the schema.
 // A proto3 message with the field types gitpod.v1 does not use (floating point, maps of
 // messages, repeated 64-bit integers, optional bytes).
@@ -63,6 +77,8 @@ const extraFile = createFileRegistry(
           { name: "blob", number: 4, type: Type.BYTES, label: Label.OPTIONAL, jsonName: "blob", proto3Optional: true, oneofIndex: 0 },
           { name: "children", number: 5, type: Type.MESSAGE, label: Label.REPEATED, typeName: ".encoder.test.Extras.ChildrenEntry", jsonName: "children" },
           { name: "scores", number: 6, type: Type.FLOAT, label: Label.REPEATED, jsonName: "scores" },
+          { name: "named", number: 7, type: Type.MESSAGE, label: Label.REPEATED, typeName: ".encoder.test.Extras.NamedEntry", jsonName: "named" },
+          { name: "labels", number: 8, type: Type.MESSAGE, label: Label.REPEATED, typeName: ".encoder.test.Extras.LabelsEntry", jsonName: "labels" },
         ],
         nestedType: [
           {
@@ -71,6 +87,22 @@ const extraFile = createFileRegistry(
             field: [
               { name: "key", number: 1, type: Type.INT32, label: Label.OPTIONAL, jsonName: "key" },
               { name: "value", number: 2, type: Type.MESSAGE, label: Label.OPTIONAL, typeName: ".encoder.test.Extras", jsonName: "value" },
+            ],
+          },
+          {
+            name: "NamedEntry",
+            options: { mapEntry: true },
+            field: [
+              { name: "key", number: 1, type: Type.STRING, label: Label.OPTIONAL, jsonName: "key" },
+              { name: "value", number: 2, type: Type.MESSAGE, label: Label.OPTIONAL, typeName: ".encoder.test.Extras", jsonName: "value" },
+            ],
+          },
+          {
+            name: "LabelsEntry",
+            options: { mapEntry: true },
+            field: [
+              { name: "key", number: 1, type: Type.STRING, label: Label.OPTIONAL, jsonName: "key" },
+              { name: "value", number: 2, type: Type.SINT64, label: Label.OPTIONAL, jsonName: "value" },
             ],
           },
         ],
@@ -99,6 +131,24 @@ describe("compiled protobuf code", () => {
       );
     },
   );
+
+  it.each(schemas.map((schema) => [schema.typeName, schema] as const))("encodes %s to binary exactly as protobuf-es does", (_name, schema) => {
+    fc.assert(
+      fc.property(messageInitArb(schema), (init) => {
+        const message = create(schema, init);
+        expect(binaryOutcome(() => encodeBinary(schema, message))).toEqual(binaryOutcome(() => toBinary(schema, message)));
+      }),
+      { numRuns: schema === RunnerSchema ? 2000 : 200 },
+    );
+  });
+
+  it("writes unknown fields last in binary, as protobuf-es does", () => {
+    const known = toBinary(RunnerSchema, create(RunnerSchema, { runnerId: "r", name: "n", status: { version: "1" } }));
+    const unknown = new BinaryWriter().tag(900, WireType.LengthDelimited).string("later").tag(901, WireType.Varint).int32(7).finish();
+    const decoded = fromBinary(RunnerSchema, new Uint8Array([...unknown, ...known]));
+    expect(decoded.$unknown).toHaveLength(2);
+    expect(encodeBinary(RunnerSchema, decoded)).toEqual(toBinary(RunnerSchema, decoded));
+  });
 
   it.each(schemas.map((schema) => [schema.typeName, schema] as const))("creates %s exactly as protobuf-es does", (_name, schema) => {
     fc.assert(

@@ -13,7 +13,7 @@
 // stay the same too.
 import { ScalarType, toJson, type DescEnum, type DescField, type DescMessage } from "@bufbuild/protobuf";
 import { base64Encode } from "@bufbuild/protobuf/wire";
-import { GeneratedFunction, perMessageType } from "./compiled-per-type.js";
+import { GeneratedFunction, perMessageType, setCondition } from "./compiled-per-type.js";
 
 type MessageObject = Record<string, unknown>;
 type Encoder = (message: MessageObject) => string;
@@ -25,7 +25,6 @@ export function encodeJson(schema: DescMessage, message: object): string {
 
 const encoderOf = perMessageType(compileMessage);
 
-const IMPLICIT = 2; // google.protobuf.FeatureSet.FieldPresence.IMPLICIT
 const TIMESTAMP = "google.protobuf.Timestamp";
 // The range RFC 3339 can express; outside it (and for bad nanos) protobuf-es throws its own error.
 const MIN_TIMESTAMP_MS = Date.parse("0001-01-01T00:00:00Z");
@@ -63,29 +62,6 @@ function compileMessage(schema: DescMessage): Encoder {
   }
   lines.push('return s + "}";');
   return generated.build<Encoder>("encode", "m", lines);
-}
-
-/** When a singular field is written (protobuf-es' isFieldSet). */
-function setCondition(field: DescField, ref: (value: unknown) => string): string {
-  if (field.presence !== IMPLICIT) {
-    // Explicit presence: an own, defined property.
-    return `v !== undefined && Object.hasOwn(m, ${JSON.stringify(field.localName)})`;
-  }
-  if (field.fieldKind === "enum") return `v !== ${field.enum.values[0]!.number}`;
-  if (field.fieldKind !== "scalar") throw new Error(`${field.toString()}: a message field with implicit presence`);
-  switch (field.scalar) {
-    case ScalarType.BOOL:
-      return "v !== false";
-    case ScalarType.STRING:
-      return 'v !== ""';
-    case ScalarType.BYTES:
-      return "!(v instanceof Uint8Array && v.byteLength === 0)";
-    case ScalarType.DOUBLE:
-    case ScalarType.FLOAT:
-      return `!${ref(Object.is)}(v, 0)`; // -0 is written
-    default:
-      return "v != 0"; // 0, 0n and "0" are zero
-  }
 }
 
 /** Code for the JSON text of the singular value `v`. */

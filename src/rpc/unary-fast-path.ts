@@ -6,7 +6,8 @@
 // (bench/README.md). This path runs the same interceptors and handlers, parses with Connect's own
 // serialization, writes errors with Connect's own encoders (gRPC trailers included) and negotiates
 // response compression as Connect does; it creates the web objects only when something reads
-// them, and writes JSON through the compiled encoder (src/protobuf/json-encoder.ts).
+// them, and writes answers through the compiled encoders (src/protobuf/json-encoder.ts,
+// src/protobuf/binary-encoder.ts).
 //
 // Anything unusual is Connect's: other protocols (gRPC-Web, Connect GET, streaming), compressed
 // requests, deadlines, other content types and declared lengths over the limit never come here;
@@ -14,7 +15,7 @@
 // to Connect's own handler for the method, so that every error is exactly Connect's.
 // test/fast-path.test.ts compares the two answer by answer; the rest of the suite runs over it.
 import type { IncomingMessage, ServerResponse } from "node:http";
-import type { Http2ServerRequest } from "node:http2";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescMethodUnary, DescService, JsonReadOptions, JsonWriteOptions } from "@bufbuild/protobuf";
 import {
   Code,
@@ -40,6 +41,7 @@ import { grpcStatusOk, setTrailerStatus } from "@connectrpc/connect/protocol-grp
 import { compressionBrotli, compressionGzip, universalRequestFromNodeRequest, universalResponseToNodeResponse } from "@connectrpc/connect-node";
 import type { FastifyReply, FastifyRequest, onRequestHookHandler } from "fastify";
 import { createMessage } from "../protobuf/create-message.js";
+import { encodeBinary } from "../protobuf/binary-encoder.js";
 import { encodeJson } from "../protobuf/json-encoder.js";
 import { withKnownEnumNames } from "./protocol-guards.js";
 
@@ -88,7 +90,6 @@ interface FastMethod {
   call: (request: UnaryRequest) => Promise<UnaryResponse>;
   json: Serialization<object>;
   binary: Serialization<object>;
-  binaryOutput: Serialization<object>;
   connect: UniversalHandler;
 }
 
@@ -114,7 +115,6 @@ export function unaryFastPath(options: FastPathOptions): onRequestHookHandler {
         call: compose(method, implementation.bind(impl) as UnaryImplementation, options.interceptors),
         json: serialization.getI(false) as Serialization<object>,
         binary: serialization.getI(true) as Serialization<object>,
-        binaryOutput: serialization.getO(true) as Serialization<object>,
         connect,
       };
       for (const prefix of ["", ...options.prefixes]) methods.set(prefix + path, entry);
@@ -242,7 +242,7 @@ async function serve(entry: FastMethod, protocol: FastPathProtocol, request: Fas
     responseHeader = response.header;
     responseTrailer = response.trailer;
     output = response.message;
-    bytes = protocol === "connect_json" ? encodeJson(entry.method.output, output) : entry.binaryOutput.serialize(output);
+    bytes = protocol === "connect_json" ? encodeJson(entry.method.output, output) : encodeBinary(entry.method.output, output);
   } catch (err) {
     // Interceptors have made errors from the chain public already; anything else is an encoder's.
     if (!(err instanceof ConnectError)) request.log.error({ err, procedure: `${entry.service.typeName}/${entry.method.name}` }, "rpc failed unexpectedly");
@@ -316,7 +316,7 @@ async function writeGrpc(
   if (compression !== null) responseHeader.set("grpc-encoding", compression.name);
   const responseTrailer = new Headers(trailer);
   responseTrailer.set("grpc-status", grpcStatusOk);
-  let body: Uint8Array[] = [];
+  let envelope: Buffer | undefined;
   if (error !== undefined) setTrailerStatus(responseTrailer, error);
   else if (message !== undefined) {
     let payload = message;
@@ -325,17 +325,28 @@ async function writeGrpc(
       payload = await compression.compress(payload);
       flags = 1;
     }
-    const envelope = Buffer.allocUnsafe(ENVELOPE_HEADER_BYTES + payload.byteLength);
+    envelope = Buffer.allocUnsafe(ENVELOPE_HEADER_BYTES + payload.byteLength);
     envelope[0] = flags;
     envelope.writeUInt32BE(payload.byteLength, 1);
     envelope.set(payload, ENVELOPE_HEADER_BYTES);
-    body = [envelope];
   }
+  // Written at once (headers, the message, then the trailers Node sends after it), without the
+  // async iteration of Connect's universal response: the answer is complete here.
   reply.hijack();
   copyReplyHeaders(reply);
-  await universalResponseToNodeResponse({ status: 200, header: responseHeader, body: createAsyncIterable(body), trailer: responseTrailer }, reply.raw);
+  const response = reply.raw as unknown as Http2ServerResponse;
+  response.writeHead(200, nodeHeaders(responseHeader));
+  response.addTrailers(nodeHeaders(responseTrailer));
+  if (envelope === undefined) response.end();
+  else response.end(envelope);
 }
 
+/** `Headers` as Node wants them for writeHead and addTrailers (one entry per name). */
+function nodeHeaders(headers: Headers): Record<string, string> {
+  const object: Record<string, string> = Object.create(null);
+  headers.forEach((value, key) => (object[key] = value));
+  return object;
+}
 /** Hands the call to Connect's own handler, with the part of the body already read. */
 async function handBack(entry: FastMethod, request: FastifyRequest, reply: FastifyReply, body: Body, contextValues: ContextValues): Promise<void> {
   const raw = request.raw as RawRequest;
