@@ -26,7 +26,8 @@ function bucketOf(url: string, name: string): string {
   if (name === "(idle)" || name === "(program)" || name === "(garbage collector)") return name;
   const pkg = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(url);
   if (pkg) return pkg[1]!;
-  if (url.startsWith("node:")) return `node:${url.slice(5).split("/")[0]}`;
+  // node:internal/http2/core.js → node:internal/http2 (the module family is what tells them apart)
+  if (url.startsWith("node:")) return `node:${url.slice(5).split("/").slice(0, url.startsWith("node:internal/") ? 2 : 1).join("/").replace(/\.js$/, "")}`;
   if (url.includes("/dist/src/")) return "app:" + url.split("/dist/src/")[1];
   if (url.includes("/dist/gen/")) return "gen";
   return url === "" ? `(native) ${name}` : url;
@@ -49,5 +50,19 @@ const print = (title: string, map: Map<string, number>) => {
     console.log(`${((time / busy) * 100).toFixed(1).padStart(5)} %  ${key}`);
   }
 };
+// Inclusive time: each sample counts once for every distinct function on its stack.
+const parent = new Map<number, number>();
+for (const node of profile.nodes) for (const child of node.children ?? []) parent.set(child, node.id);
+const inclusive = new Map<string, number>();
+for (const [id, time] of self) {
+  const seen = new Set<string>();
+  for (let at: number | undefined = id; at !== undefined; at = parent.get(at)) {
+    const { functionName, url, lineNumber } = byId.get(at)!.callFrame;
+    if (functionName === "(root)" || functionName === "(idle)") continue;
+    seen.add(`${functionName || "(anonymous)"} ${bucketOf(url, functionName)}:${lineNumber + 1}`);
+  }
+  for (const key of seen) inclusive.set(key, (inclusive.get(key) ?? 0) + time);
+}
 print("self time by package/file", buckets);
 print("hottest functions", functions);
+print("inclusive time (the function and what it calls)", inclusive);

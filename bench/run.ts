@@ -159,6 +159,16 @@ interface RunningServer {
   stopSampling(): void;
 }
 
+/** CPU seconds (user + system) the process has used so far. */
+function cpuSecondsOf(pid: number): number {
+  try {
+    const fields = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /, "").split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return NaN;
+  }
+}
+
 function rssOf(pid: number): number {
   try {
     const pids = [pid, ...String(spawnSync("pgrep", ["-P", String(pid)]).stdout).split("\n").filter(Boolean).map(Number)];
@@ -188,7 +198,9 @@ async function startServer(): Promise<RunningServer> {
   const out = openSync(logFile, "a");
   const started = performance.now();
   const profile = PROFILE_DIR ? ["--cpu-prof", `--cpu-prof-dir=${PROFILE_DIR}`] : [];
-  const child = spawn(process.execPath, [...profile, ...startArguments()], {
+  // BENCH_NODE_ARGS: extra V8/Node flags to try against npm start's (e.g. heap settings).
+  const extra = process.env.BENCH_NODE_ARGS?.split(/\s+/).filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...profile, ...extra, ...startArguments()], {
     cwd: projectRoot,
     env: {
       ...process.env,
@@ -247,6 +259,9 @@ interface Measurement {
   p50: number;
   p99: number;
   errors: number;
+  /** Server CPU (user + system) per request, in µs, and the share of one core it used. */
+  cpuUsPerRequest?: number;
+  cpuShare?: number;
 }
 
 function parseWrk(output: string): Measurement {
@@ -493,7 +508,13 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       for (let pair = 0; pair < PAIRS; pair++) {
         server.maxRssMb = 0;
         const offset = statSync(server.logFile).size;
+        const cpuBefore = cpuSecondsOf(server.child.pid!);
+        const started = performance.now();
         const measured = await scenario.server(server.port);
+        const cpuSeconds = cpuSecondsOf(server.child.pid!) - cpuBefore;
+        const wallSeconds = (performance.now() - started) / 1000;
+        measured.cpuUsPerRequest = (cpuSeconds * 1e6) / (measured.rps * wallSeconds);
+        measured.cpuShare = cpuSeconds / wallSeconds;
         const logged = serverErrors(server, offset);
         if (Number.isFinite(measured.rps)) {
           measured.errors += logged.errors;
@@ -505,7 +526,7 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
         row.pg.push(tps);
         row.ratios.push(measured.rps / tps);
         row.errors += measured.errors;
-        log(`${scenario.key} pair ${pair + 1}: server ${measured.rps.toFixed(0)} req/s (p50 ${measured.p50.toFixed(1)} ms, p99 ${measured.p99.toFixed(1)} ms, errors ${measured.errors}), pgbench ${tps.toFixed(0)} tps, ratio ${(measured.rps / tps).toFixed(2)}`);
+        log(`${scenario.key} pair ${pair + 1}: server ${measured.rps.toFixed(0)} req/s (p50 ${measured.p50.toFixed(1)} ms, p99 ${measured.p99.toFixed(1)} ms, errors ${measured.errors}, server CPU ${measured.cpuUsPerRequest?.toFixed(0)} µs/request at ${((measured.cpuShare ?? NaN) * 100).toFixed(0)} % of a core), pgbench ${tps.toFixed(0)} tps, ratio ${(measured.rps / tps).toFixed(2)}`);
       }
       results.push(row);
     }
@@ -576,16 +597,17 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       "",
       `Cold start to /readyz on PostgreSQL: ${fmt(server.coldStartMs)} ms (first start, applying migrations: ${fmt(firstStartMs)} ms).`,
       "",
-      "| scenario | server req/s (median) | p50 ms | p99 ms | errors | max RSS MB | pgbench tps (median) | ratio server/pgbench (median of pairs) |",
-      "|---|--:|--:|--:|--:|--:|--:|--:|",
+      "| scenario | server req/s (median) | p50 ms | p99 ms | errors | max RSS MB | server CPU µs/request | pgbench tps (median) | ratio server/pgbench (median of pairs) |",
+      "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
       ...results.map((r) => {
         const m = (pick: (x: Measurement) => number) => median(r.server.map(pick));
-        return `| ${r.scenario.title} | ${fmt(m((x) => x.rps))} | ${fmt(m((x) => x.p50), 1)} | ${fmt(m((x) => x.p99), 1)} | ${r.errors} | ${fmt(r.rss)} | ${fmt(median(r.pg))} | ${fmt(median(r.ratios), 2)} |`;
+        return `| ${r.scenario.title} | ${fmt(m((x) => x.rps))} | ${fmt(m((x) => x.p50), 1)} | ${fmt(m((x) => x.p99), 1)} | ${r.errors} | ${fmt(r.rss)} | ${fmt(m((x) => x.cpuUsPerRequest ?? NaN))} | ${fmt(median(r.pg))} | ${fmt(median(r.ratios), 2)} |`;
       }),
       "",
       "pgbench runs the SQL one request costs: registration = runner row + token row in one transaction (BEGIN, INSERT, INSERT, COMMIT);",
       "read = one primary-key SELECT of the same columns; list = the same ORDER BY … LIMIT 26 query; exchange = the conditional UPDATE + INSERT;",
       "heartbeat = one UPDATE per request; fleet = those scripts at the same weights. Authentication is not in the pgbench side.",
+      "Server CPU: user + system time of the server process (all its threads) during the run, per request answered.",
     ];
     if (channelRows.length > 0) {
       lines.push("", "| runner channel | req/s | p50 ms | p99 ms | errors |", "|---|--:|--:|--:|--:|",
@@ -613,18 +635,26 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
     process.stdout.write(lines.join("\n") + "\n\n");
 
     const heartbeatRow = byKey("heartbeat");
+    // GetRunner over h2c: the slowest of the three protocols (the target holds for each).
+    const h2Ratios = ["get_h2_json", "get_h2_binary", "get_grpc"].map(ratioOf).filter(Number.isFinite);
     const summary = {
       create_ratio: fmt(ratioOf("create"), 2),
+      create_grpc_ratio: fmt(ratioOf("create_grpc"), 2),
       get_ratio: fmt(ratioOf("get"), 2),
+      get_h2_ratio: fmt(h2Ratios.length === 3 ? Math.min(...h2Ratios) : NaN, 2),
       list_ratio: fmt(ratioOf("list"), 2),
       heartbeat_rps: fmt(median(heartbeatRow?.server.map((x) => x.rps) ?? [])),
       heartbeat_p99_ms: fmt(median(heartbeatRow?.server.map((x) => x.p99) ?? [])),
+      heartbeat_ratio: fmt(ratioOf("heartbeat"), 2),
       max_rss_mb: fmt(Math.max(...results.map((r) => r.rss))),
+      cold_start_ms: fmt(server.coldStartMs),
       channel_rtt_p99_ms: fmt((otherRtt ?? channelRows[0]?.m)?.p99 ?? NaN, 1),
       streams: streams ? String(streams.streams) : "–",
       streams_rss_mb: streams ? fmt(streams.rssMb) : "–",
+      streams_event_ms: streams ? fmt(streams.eventMs) : "–",
       watch_streams: events ? String(events.watchers) : "–",
       event_p99_ms: events ? fmt(events.p99, 1) : "–",
+      watch_rss_mb: events ? fmt(events.rssMb) : "–",
       audit_overhead: audit ? fmt(1 - audit.with / audit.without, 3) : "–",
       errors: String(results.reduce((sum, r) => sum + r.errors, 0)),
     };
