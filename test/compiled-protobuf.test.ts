@@ -142,6 +142,22 @@ describe("compiled protobuf code", () => {
     );
   });
 
+  it("writes strings in UTF-8 as protobuf-es does: Latin-1, lone surrogates, astral, around 64 characters", () => {
+    const char = fc.oneof(
+      fc.integer({ min: 0, max: 0x17f }),
+      fc.constantFrom(0xd800, 0xdbff, 0xdc00, 0xdfff, 0xfffd, 0x7f, 0x80),
+      fc.integer({ min: 0x10000, max: 0x10ffff }),
+    ).map((code) => String.fromCodePoint(code));
+    const text = fc.oneof(fc.string({ unit: char, maxLength: 70 }), fc.integer({ min: 60, max: 70 }).map((n) => "a".repeat(n)));
+    fc.assert(
+      fc.property(text, text, (name, region) => {
+        const runner = create(RunnerSchema, { name, spec: { configuration: { region } } });
+        expect(Buffer.from(encodeBinary(RunnerSchema, runner)).toString("hex")).toBe(Buffer.from(toBinary(RunnerSchema, runner)).toString("hex"));
+      }),
+      { numRuns: 2000 },
+    );
+  });
+
   it("writes unknown fields last in binary, as protobuf-es does", () => {
     const known = toBinary(RunnerSchema, create(RunnerSchema, { runnerId: "r", name: "n", status: { version: "1" } }));
     const unknown = new BinaryWriter().tag(900, WireType.LengthDelimited).string("later").tag(901, WireType.Varint).int32(7).finish();

@@ -20,12 +20,31 @@ type Writer = (writer: BinaryWriter, message: MessageObject) => void;
 /** The binary encoding of `message`, identical to `toBinary(schema, message)`. */
 export function encodeBinary(schema: DescMessage, message: object): Uint8Array {
   try {
-    const writer = new BinaryWriter();
+    const writer = new BinaryWriter(encodeUtf8);
     writerOf(schema)(writer, message as MessageObject);
     return writer.finish();
   } catch {
     return toBinary(schema, message as never); // throws protobuf-es' own error
   }
+}
+
+const textEncoder = new TextEncoder();
+
+/**
+ * UTF-8 of a string, as TextEncoder#encode gives it. A runner has some twenty short strings, and
+ * each TextEncoder call crosses into C++ and back (5 % of a GetRunner over gRPC); short ASCII
+ * strings, nearly all of them, are copied here instead.
+ */
+function encodeUtf8(value: string): Uint8Array {
+  const length = value.length;
+  if (length > 64) return textEncoder.encode(value);
+  const bytes = new Uint8Array(length);
+  for (let i = 0; i < length; i++) {
+    const code = value.charCodeAt(i);
+    if (code > 0x7f) return textEncoder.encode(value);
+    bytes[i] = code;
+  }
+  return bytes;
 }
 
 const LEGACY_REQUIRED = 3;

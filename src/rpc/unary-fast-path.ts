@@ -310,15 +310,22 @@ async function writeGrpc(
   header: Headers | undefined,
   trailer: Headers | undefined,
 ): Promise<void> {
-  const responseHeader = new Headers(header);
-  responseHeader.set("content-type", "application/grpc+proto");
+  // Plain objects, as Node takes them; Headers only where Connect's encoder needs one.
+  const responseHeader = nodeHeaders(header);
+  responseHeader["content-type"] = "application/grpc+proto";
   const compression = compressionNegotiate(acceptCompression, null, headerValue(request.headers["grpc-accept-encoding"]), "grpc-accept-encoding").response;
-  if (compression !== null) responseHeader.set("grpc-encoding", compression.name);
-  const responseTrailer = new Headers(trailer);
-  responseTrailer.set("grpc-status", grpcStatusOk);
+  if (compression !== null) responseHeader["grpc-encoding"] = compression.name;
+  let responseTrailer: Record<string, string>;
+  if (error !== undefined) {
+    const withStatus = new Headers(trailer);
+    setTrailerStatus(withStatus, error);
+    responseTrailer = nodeHeaders(withStatus);
+  } else {
+    responseTrailer = nodeHeaders(trailer);
+    responseTrailer["grpc-status"] = grpcStatusOk;
+  }
   let envelope: Buffer | undefined;
-  if (error !== undefined) setTrailerStatus(responseTrailer, error);
-  else if (message !== undefined) {
+  if (error === undefined && message !== undefined) {
     let payload = message;
     let flags = 0;
     if (compression !== null && payload.byteLength >= COMPRESS_MIN_BYTES) {
@@ -335,16 +342,16 @@ async function writeGrpc(
   reply.hijack();
   copyReplyHeaders(reply);
   const response = reply.raw as unknown as Http2ServerResponse;
-  response.writeHead(200, nodeHeaders(responseHeader));
-  response.addTrailers(nodeHeaders(responseTrailer));
+  response.writeHead(200, responseHeader);
+  response.addTrailers(responseTrailer);
   if (envelope === undefined) response.end();
   else response.end(envelope);
 }
 
 /** `Headers` as Node wants them for writeHead and addTrailers (one entry per name). */
-function nodeHeaders(headers: Headers): Record<string, string> {
+function nodeHeaders(headers: Headers | undefined): Record<string, string> {
   const object: Record<string, string> = Object.create(null);
-  headers.forEach((value, key) => (object[key] = value));
+  headers?.forEach((value, key) => (object[key] = value));
   return object;
 }
 /** Hands the call to Connect's own handler, with the part of the body already read. */
