@@ -34,6 +34,9 @@ export async function watchLatency(options: { port: number; apiKey: string; watc
   const baseUrl = `http://127.0.0.1:${options.port}`;
   const abort = new AbortController();
   const arrivals: Map<string, number>[] = []; // per watcher: change number → arrival time
+  // Only the watched runner's events count: others (the sweeper marking the seeded fleet
+  // INACTIVE, earlier scenarios' runners) arrive at the same time.
+  let watched: string | undefined;
   const failed = new Set<Map<string, number>>();
   const reasons: string[] = [];
   const opened: Promise<void>[] = [];
@@ -52,7 +55,7 @@ export async function watchLatency(options: { port: number; apiKey: string; watc
               let n = 0;
               for await (const event of client.watchEvents({}, { signal: abort.signal })) {
                 if (n++ === 0) resolve(); // the opening message
-                else if (event.resourceId) seen.set(`${seen.size}`, performance.now());
+                else if (watched !== undefined && event.resourceId === watched) seen.set(`${seen.size}`, performance.now());
               }
             } catch (err) {
               if (!abort.signal.aborted) {
@@ -75,11 +78,12 @@ export async function watchLatency(options: { port: number; apiKey: string; watc
     options.sampleRss();
     const runners = createClient(RunnerService, createGrpcTransport({ baseUrl, interceptors: [bearer(options.apiKey)] }));
     const { runner } = await runners.createRunner({ name: "bench watched runner", provider: RunnerProvider.LINUX_HOST });
-    // Wait until the CREATE reached everyone, then start counting from zero.
+    watched = runner!.runnerId;
     const until = async (count: number, deadline: number) => {
       while (performance.now() < deadline && arrivals.some((a) => !failed.has(a) && a.size < count)) await new Promise((resolve) => setTimeout(resolve, 2));
     };
-    await until(1, performance.now() + 10_000);
+    // The CREATE may arrive before or after `watched` is known: give it a second, then count from zero.
+    await until(1, performance.now() + 1_000);
     for (const a of arrivals) a.clear();
     const latencies: number[] = [];
     let missed = 0;

@@ -13,7 +13,7 @@ import { join } from "node:path";
 import http from "node:http";
 import http2 from "node:http2";
 import type { AddressInfo } from "node:net";
-import Fastify from "fastify";
+import Fastify, { type FastifyReply } from "fastify";
 
 const BODY = Buffer.alloc(1024, 97);
 
@@ -84,8 +84,8 @@ const variants: Record<string, { h2: boolean; grpc?: boolean; streams?: number; 
 };
 
 async function fastify(h2: boolean): Promise<number> {
-  const app = h2 ? Fastify({ http2: true }) : Fastify();
-  app.post("/x", async (_request, reply) => reply.header("content-type", "application/json").send(BODY));
+  const app = (h2 ? Fastify({ http2: true }) : Fastify()) as unknown as ReturnType<typeof Fastify>;
+  app.post("/x", async (_request: unknown, reply: FastifyReply) => reply.header("content-type", "application/json").send(BODY));
   await app.listen({ port: 0, host: "127.0.0.1" });
   return (app.server.address() as AddressInfo).port;
 }

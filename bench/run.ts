@@ -344,12 +344,17 @@ async function main(): Promise<void> {
   let server: RunningServer | undefined;
   const db = new pg.Client({ connectionString: databaseUrl });
   try {
-    // First start applies the migrations; the cold start we report is the second one.
+    // The first start applies the migrations; the cold start we report is the median of the next three.
     server = await startServer();
     const firstStartMs = server.coldStartMs;
-    await stopServer(server);
-    server = await startServer();
-    log(`cold start to /readyz: ${server.coldStartMs.toFixed(0)} ms (first start with migrations: ${firstStartMs.toFixed(0)} ms)`);
+    const starts: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      await stopServer(server);
+      server = await startServer();
+      starts.push(server.coldStartMs);
+    }
+    server.coldStartMs = median(starts);
+    log(`cold start to /readyz: ${server.coldStartMs.toFixed(0)} ms (median of ${starts.map((ms) => ms.toFixed(0)).join(", ")}; first start with migrations: ${firstStartMs.toFixed(0)} ms)`);
     await db.connect();
     const seeded = await seed(db);
     const auth = seeded.apiKey;
@@ -550,8 +555,16 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
         await stopServer(other);
       }
     }
+    // The two scenarios that hold thousands of streams each get a server process of their own, so
+    // that neither's peak memory includes what the other (or the table's scenarios) left behind.
+    const coldStartMs = server.coldStartMs;
+    const freshServer = async () => {
+      await stopServer(server!);
+      server = await startServer();
+    };
     let streams: (StreamsResult & { rssMb: number }) | undefined;
     if (wants("streams")) {
+      await freshServer();
       const runners = [];
       for (let i = 0; i < STREAM_RUNNERS; i++) runners.push(await newRunner(server.port, auth, `bench stream runner ${i}`));
       server.maxRssMb = 0;
@@ -567,6 +580,7 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
     let events: (EventsResult & { rssMb: number }) | undefined;
     let audit: { without: number; with: number } | undefined;
     if (wants("events")) {
+      await freshServer();
       server.maxRssMb = 0;
       const result = await watchLatency({
         port: server.port, apiKey: auth, watchers: WATCHERS, changes: EVENT_CHANGES, log,
@@ -595,7 +609,7 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       "",
       `Machine: ${cpu.length} × ${cpu[0]?.model ?? "?"}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, Node ${process.version}, PostgreSQL ${pgVersion} on the same host (synchronous_commit on). Server and PostgreSQL share these cores; load generators: wrk (HTTP/1.1), h2load (h2c), pgbench, one thread each.`,
       "",
-      `Cold start to /readyz on PostgreSQL: ${fmt(server.coldStartMs)} ms (first start, applying migrations: ${fmt(firstStartMs)} ms).`,
+      `Cold start to /readyz on PostgreSQL: ${fmt(coldStartMs)} ms (first start, applying migrations: ${fmt(firstStartMs)} ms).`,
       "",
       "| scenario | server req/s (median) | p50 ms | p99 ms | errors | max RSS MB | server CPU µs/request | pgbench tps (median) | ratio server/pgbench (median of pairs) |",
       "|---|--:|--:|--:|--:|--:|--:|--:|--:|",
@@ -647,7 +661,7 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       heartbeat_p99_ms: fmt(median(heartbeatRow?.server.map((x) => x.p99) ?? [])),
       heartbeat_ratio: fmt(ratioOf("heartbeat"), 2),
       max_rss_mb: fmt(Math.max(...results.map((r) => r.rss))),
-      cold_start_ms: fmt(server.coldStartMs),
+      cold_start_ms: fmt(coldStartMs),
       channel_rtt_p99_ms: fmt((otherRtt ?? channelRows[0]?.m)?.p99 ?? NaN, 1),
       streams: streams ? String(streams.streams) : "–",
       streams_rss_mb: streams ? fmt(streams.rssMb) : "–",
