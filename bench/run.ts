@@ -592,7 +592,14 @@ SELECT sha256(gen_random_uuid()::text::bytea), id, now(), now() + interval '1 da
       // the server sets (the trigger then inserts the entry) and without (events only).
       const context = JSON.stringify({ t: "runners", a: "CreateRunner", i: "", p: 2, r: "bench-request-id", at: new Date().toISOString() });
       const audited = sqlFile("registration-audited", readFileSync(registrationTx, "utf8").replace("BEGIN;", `BEGIN;\nSELECT set_config('rcp.audit', '${context}', true);`));
-      audit = { without: pgbench([registrationTx], defines), with: pgbench([audited], defines) };
+      // Alternated three times (medians): single 10 s pgbench runs differ by more than the effect.
+      const without: number[] = [];
+      const withAudit: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        without.push(pgbench([registrationTx], defines));
+        withAudit.push(pgbench([audited], defines));
+      }
+      audit = { without: median(without), with: median(withAudit) };
       log(`audit: registration ${audit.without.toFixed(0)} tps without the audit entry, ${audit.with.toFixed(0)} tps with it`);
     }
 
