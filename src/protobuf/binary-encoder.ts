@@ -78,7 +78,7 @@ function compileMessage(schema: DescMessage): Writer {
     switch (field.fieldKind) {
       case "list":
         if (field.listKind === "message") {
-          lines.push(`for (const item of v) { w.tag(${field.number}, ${WireType.LengthDelimited}).fork(); ${ref(writerFor(field.message))}(w, item); w.join(); }`);
+          lines.push(`for (const item of v) { w.tag(${field.number}, ${WireType.LengthDelimited}).fork(); ${ref(writerOf(field.message))}(w, item); w.join(); }`);
         } else if (field.packed) {
           lines.push(`if (v.length > 0) { w.tag(${field.number}, ${WireType.LengthDelimited}).fork(); for (const item of v) w.${method(scalarOf(field))}(item); w.join(); }`);
         } else {
@@ -89,7 +89,7 @@ function compileMessage(schema: DescMessage): Writer {
         // Key field 1 (a string here), value field 2.
         const value =
           field.mapKind === "message"
-            ? `w.tag(2, ${WireType.LengthDelimited}).fork(); ${ref(writerFor(field.message))}(w, v[key]); w.join();`
+            ? `w.tag(2, ${WireType.LengthDelimited}).fork(); ${ref(writerOf(field.message))}(w, v[key]); w.join();`
             : `w.tag(2, ${wireTypeOf(scalarOf(field))}).${method(scalarOf(field))}(v[key]);`;
         lines.push(`for (const key of Object.keys(v)) { w.tag(${field.number}, ${WireType.LengthDelimited}).fork().tag(1, ${WireType.LengthDelimited}).string(key); ${value} w.join(); }`);
         break;
@@ -106,14 +106,10 @@ function compileMessage(schema: DescMessage): Writer {
 /** Code that writes the singular value `v` of `field`. */
 function singular(field: DescField, ref: (value: unknown) => string): string {
   if (field.fieldKind === "message") {
-    return `w.tag(${field.number}, ${WireType.LengthDelimited}).fork(); ${ref(writerFor(field.message))}(w, v); w.join();`;
+    return `w.tag(${field.number}, ${WireType.LengthDelimited}).fork(); ${ref(writerOf(field.message))}(w, v); w.join();`;
   }
   const scalar = scalarOf(field);
   return `w.tag(${field.number}, ${wireTypeOf(scalar)}).${method(scalar)}(v);`;
-}
-
-function writerFor(schema: DescMessage): Writer {
-  return writerOf(schema);
 }
 
 /** The scalar type of a scalar or enum field, list or map value (enums are int32). */
