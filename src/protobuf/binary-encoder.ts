@@ -80,9 +80,9 @@ function compileMessage(schema: DescMessage): Writer {
         if (field.listKind === "message") {
           lines.push(`for (const item of v) { w.tag(${field.number}, ${WireType.LengthDelimited}).fork(); ${ref(writerOf(field.message))}(w, item); w.join(); }`);
         } else if (field.packed) {
-          lines.push(`if (v.length > 0) { w.tag(${field.number}, ${WireType.LengthDelimited}).fork(); for (const item of v) w.${method(scalarOf(field))}(item); w.join(); }`);
+          lines.push(`if (v.length > 0) { w.tag(${field.number}, ${WireType.LengthDelimited}).fork(); for (const item of v) w.${METHODS[scalarOf(field)]}(item); w.join(); }`);
         } else {
-          lines.push(`for (const item of v) w.tag(${field.number}, ${wireTypeOf(scalarOf(field))}).${method(scalarOf(field))}(item);`);
+          lines.push(`for (const item of v) w.tag(${field.number}, ${wireTypeOf(scalarOf(field))}).${METHODS[scalarOf(field)]}(item);`);
         }
         break;
       case "map": {
@@ -90,7 +90,7 @@ function compileMessage(schema: DescMessage): Writer {
         const value =
           field.mapKind === "message"
             ? `w.tag(2, ${WireType.LengthDelimited}).fork(); ${ref(writerOf(field.message))}(w, v[key]); w.join();`
-            : `w.tag(2, ${wireTypeOf(scalarOf(field))}).${method(scalarOf(field))}(v[key]);`;
+            : `w.tag(2, ${wireTypeOf(scalarOf(field))}).${METHODS[scalarOf(field)]}(v[key]);`;
         lines.push(`for (const key of Object.keys(v)) { w.tag(${field.number}, ${WireType.LengthDelimited}).fork().tag(1, ${WireType.LengthDelimited}).string(key); ${value} w.join(); }`);
         break;
       }
@@ -109,7 +109,7 @@ function singular(field: DescField, ref: (value: unknown) => string): string {
     return `w.tag(${field.number}, ${WireType.LengthDelimited}).fork(); ${ref(writerOf(field.message))}(w, v); w.join();`;
   }
   const scalar = scalarOf(field);
-  return `w.tag(${field.number}, ${wireTypeOf(scalar)}).${method(scalar)}(v);`;
+  return `w.tag(${field.number}, ${wireTypeOf(scalar)}).${METHODS[scalar]}(v);`;
 }
 
 /** The scalar type of a scalar or enum field, list or map value (enums are int32). */
@@ -134,10 +134,6 @@ const METHODS: Record<ScalarType, keyof BinaryWriter> = {
   [ScalarType.SINT32]: "sint32",
   [ScalarType.SINT64]: "sint64",
 };
-
-function method(scalar: ScalarType): string {
-  return METHODS[scalar];
-}
 
 function wireTypeOf(scalar: ScalarType): WireType {
   switch (scalar) {

@@ -1,5 +1,6 @@
-// What the compiled protobuf code (src/protobuf/json-encoder.ts, src/protobuf/create-message.ts) shares: one
-// function per message type, made on first use, and functions generated from source lines.
+// What the compiled protobuf code (src/protobuf/json-encoder.ts, src/protobuf/binary-encoder.ts,
+// src/protobuf/create-message.ts) shares: one function per message type, made on first use,
+// functions generated from source lines, and the test of whether a field is written.
 import { ScalarType, type DescField, type DescMessage } from "@bufbuild/protobuf";
 
 /**

@@ -354,6 +354,7 @@ function nodeHeaders(headers: Headers | undefined): Record<string, string> {
   headers?.forEach((value, key) => (object[key] = value));
   return object;
 }
+
 /** Hands the call to Connect's own handler, with the part of the body already read. */
 async function handBack(entry: FastMethod, request: FastifyRequest, reply: FastifyReply, body: Body, contextValues: ContextValues): Promise<void> {
   const raw = request.raw as RawRequest;
